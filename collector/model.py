@@ -1,0 +1,415 @@
+"""Fill and Mark records and their validation (DESIGN §3, the fill contract).
+
+Validation is hand-written rather than a pydantic model: every rejection carries one
+specific reason a desk engineer can act on, and the hot path stays cheap (ingest speed).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+NS = 1_000_000_000
+# Epoch-ns values below this (1973-03-03) are almost surely seconds or milliseconds by mistake.
+MIN_EPOCH_NS = 100_000_000_000_000_000
+
+REQUIRED_FIELDS = ("ts", "account", "strategy", "symbol", "side", "qty", "price", "fill_id")
+OPTIONAL_FIELDS = ("fee", "order_id", "venue", "arrival_price", "order_ts", "multiplier")
+KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+MARK_FIELDS = frozenset(("ts", "symbol", "price"))
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9_.:/-]+")
+_NAME_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.:-]")
+_SYMBOL_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.:/-]")
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})?"
+)
+
+
+class RejectedRecord(ValueError):
+    """A record that breaks the contract; the message is the dead-letter reason."""
+
+
+@dataclass(slots=True)
+class Fill:
+    """One validated execution. `ts` and `order_ts` are UTC epoch nanoseconds."""
+
+    ts: int
+    account: str
+    strategy: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    fill_id: str
+    fee: float = 0.0
+    order_id: str | None = None
+    venue: str | None = None
+    arrival_price: float | None = None
+    order_ts: int | None = None
+    multiplier: float = 1.0
+
+    @property
+    def signed_qty(self) -> float:
+        return self.qty if self.side == "buy" else -self.qty
+
+    @property
+    def notional(self) -> float:
+        return self.qty * self.price * self.multiplier
+
+    @property
+    def slippage_bps(self) -> float | None:
+        """Execution price vs arrival price in basis points, positive = cost to us."""
+        if self.arrival_price is None:
+            return None
+        direction = 1.0 if self.side == "buy" else -1.0
+        return direction * (self.price - self.arrival_price) / self.arrival_price * 10_000.0
+
+    @property
+    def latency_ms(self) -> float | None:
+        if self.order_ts is None:
+            return None
+        return (self.ts - self.order_ts) / 1e6
+
+
+@dataclass(slots=True)
+class Mark:
+    """A mark price for unrealized PnL."""
+
+    ts: int
+    symbol: str
+    price: float
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def parse_timestamp(value: Any, key: str) -> int:
+    """RFC 3339 with zone (up to ns digits) or integer epoch ns → epoch ns."""
+    if isinstance(value, bool) or value is None:
+        raise RejectedRecord(f"{key} must be an RFC 3339 string or integer epoch ns, got {_type_name(value)}")
+    if isinstance(value, int):
+        ns = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            raise RejectedRecord(f"{key} is empty")
+        if text.isdigit():
+            ns = int(text)
+        else:
+            return _parse_rfc3339(text, key)
+    else:
+        raise RejectedRecord(f"{key} must be an RFC 3339 string or integer epoch ns, got {_type_name(value)}")
+    if ns < MIN_EPOCH_NS:
+        raise RejectedRecord(
+            f"{key} {ns} is before 1973: looks like seconds or milliseconds; expected epoch nanoseconds"
+        )
+    return ns
+
+
+def _parse_rfc3339(text: str, key: str) -> int:
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise RejectedRecord(f"{key} {text!r} is not an RFC 3339 timestamp (e.g. 2024-05-01T13:30:00.25Z)")
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    if zone is None:
+        raise RejectedRecord(f"{key} {text!r} has no time zone; add Z or ±HH:MM")
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError as exc:
+        raise RejectedRecord(f"{key} {text!r} is not a valid date/time: {exc}") from None
+    seconds = calendar.timegm(moment.timetuple())
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        offset_h, offset_m = int(zone[1:3]), int(zone[4:6])
+        if offset_h > 23 or offset_m > 59:
+            raise RejectedRecord(f"{key} {text!r} has an invalid zone offset {zone}")
+        seconds -= sign * (offset_h * 3600 + offset_m * 60)
+    fraction_ns = int(frac.ljust(9, "0")) if frac else 0
+    ns = seconds * NS + fraction_ns
+    if ns < MIN_EPOCH_NS:
+        raise RejectedRecord(f"{key} {text!r} is before 1973; check the date")
+    return ns
+
+
+def _name(obj: Mapping[str, Any], key: str, max_len: int, symbol: bool = False) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise RejectedRecord(f"missing field {key!r}")
+    if not isinstance(value, str):
+        raise RejectedRecord(f"{key} must be a string, got {_type_name(value)}")
+    if value == "":
+        raise RejectedRecord(f"{key} is empty")
+    if len(value) > max_len:
+        raise RejectedRecord(f"{key} is {len(value)} characters long; at most {max_len} allowed")
+    if not (_SYMBOL_RE if symbol else _NAME_RE).fullmatch(value):
+        bad = (_SYMBOL_BAD_CHAR if symbol else _NAME_BAD_CHAR).search(value)
+        allowed = "A-Z a-z 0-9 _ . : -" + (" /" if symbol else "")
+        char = bad.group() if bad else "?"
+        raise RejectedRecord(f"{key} {value!r} has forbidden character {char!r}; allowed: {allowed}")
+    return value
+
+
+def _text(obj: Mapping[str, Any], key: str, max_len: int, required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None or (value == "" and not required):
+        if required:
+            raise RejectedRecord(f"missing field {key!r}")
+        return None
+    if not isinstance(value, str):
+        raise RejectedRecord(f"{key} must be a string, got {_type_name(value)}")
+    if value == "":
+        raise RejectedRecord(f"{key} is empty")
+    if len(value) > max_len:
+        raise RejectedRecord(f"{key} is {len(value)} characters long; at most {max_len} allowed")
+    if _CONTROL_CHAR.search(value):
+        raise RejectedRecord(f"{key} contains a control character (newline, tab, ...)")
+    return value
+
+
+def _number(obj: Mapping[str, Any], key: str, required: bool) -> float | None:
+    value = obj.get(key)
+    if value is None or (value == "" and not required):
+        if required:
+            raise RejectedRecord(f"missing field {key!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise RejectedRecord(f"{key} must be a number, got {_type_name(value)}")
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            raise RejectedRecord(f"{key} is empty")
+        if not _NUMBER_RE.fullmatch(text):
+            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise RejectedRecord(f"{key} must be a finite number, got {value!r}")
+            raise RejectedRecord(f"{key} must be a number, got {value!r}")
+        number = float(text)
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise RejectedRecord(f"{key} {value} is too large") from None
+    if not math.isfinite(number):
+        raise RejectedRecord(f"{key} must be a finite number, got {value!r}")
+    return number
+
+
+def _fast_number(value: Any) -> float | None:
+    """A finite float from a JSON number, else None (strings, bools, NaN/inf go the careful way)."""
+    kind = type(value)
+    if kind is float:
+        return value if -math.inf < value < math.inf else None  # type: ignore[no-any-return]
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    return None
+
+
+def _positive(obj: Mapping[str, Any], key: str, required: bool) -> float | None:
+    number = _number(obj, key, required)
+    if number is not None and number <= 0:
+        raise RejectedRecord(f"{key} must be > 0, got {number!r}")
+    return number
+
+
+class FillValidator:
+    """Turns one decoded record into a `Fill` or raises `RejectedRecord` with the reason."""
+
+    def __init__(self, max_future_skew_s: float = 5.0) -> None:
+        self.max_future_skew_ns = int(max_future_skew_s * NS)
+        self.unknown_fields = 0
+
+    def validate(self, obj: Any, now_ns: int) -> Fill:
+        """A valid `Fill`, or `RejectedRecord` with the reason."""
+        if type(obj) is dict:
+            fill = self._fast(obj, now_ns)
+            if fill is not None:
+                if not KNOWN_FIELDS.issuperset(obj):
+                    self.unknown_fields += sum(1 for k in obj if k not in KNOWN_FIELDS)
+                return fill
+        return self._explain(obj, now_ns)
+
+    def _fast(self, obj: dict[str, Any], now_ns: int) -> Fill | None:
+        """Accept the common well-formed record cheaply; None sends it to `_explain` (never rejects)."""
+        get = obj.get
+        ts = get("ts")
+        if type(ts) is int:
+            if ts < MIN_EPOCH_NS:
+                return None
+        elif type(ts) is str:
+            try:
+                ts = parse_timestamp(ts, "ts")
+            except RejectedRecord:
+                return None
+        else:
+            return None
+        if ts > now_ns + self.max_future_skew_ns:
+            return None
+        account, strategy, symbol = get("account"), get("strategy"), get("symbol")
+        if not (
+            type(account) is str
+            and type(strategy) is str
+            and type(symbol) is str
+            and len(account) <= 64
+            and len(strategy) <= 64
+            and len(symbol) <= 64
+            and _NAME_RE.fullmatch(account)
+            and _NAME_RE.fullmatch(strategy)
+            and _SYMBOL_RE.fullmatch(symbol)
+        ):
+            return None
+        side = get("side")
+        if side != "buy" and side != "sell":
+            if type(side) is not str or side.lower() not in ("buy", "sell"):
+                return None
+            side = side.lower()
+        qty, price = _fast_number(get("qty")), _fast_number(get("price"))
+        fill_id = get("fill_id")
+        if (
+            qty is None
+            or price is None
+            or not (qty > 0 and price > 0)
+            or type(fill_id) is not str
+            or not 0 < len(fill_id) <= 128
+            or _CONTROL_CHAR.search(fill_id)
+        ):
+            return None
+        fee = 0.0
+        multiplier = 1.0
+        arrival_price = order_id = venue = order_ts = None
+        if len(obj) > 8:  # optional fields present: the careful path handles rare shapes
+            raw = get("fee")
+            if raw is not None:
+                fee = _fast_number(raw)  # type: ignore[assignment]
+                if fee is None or fee < 0:
+                    return None
+            raw = get("multiplier")
+            if raw is not None:
+                multiplier = _fast_number(raw)  # type: ignore[assignment]
+                if multiplier is None or multiplier <= 0:
+                    return None
+            raw = get("arrival_price")
+            if raw is not None:
+                arrival_price = _fast_number(raw)
+                if arrival_price is None or arrival_price <= 0:
+                    return None
+            for key in ("order_id", "venue"):
+                raw = get(key)
+                if raw is not None and (
+                    type(raw) is not str
+                    or not 0 < len(raw) <= (128 if key == "order_id" else 64)
+                    or _CONTROL_CHAR.search(raw)
+                ):
+                    return None
+            order_id, venue = get("order_id"), get("venue")
+            raw = get("order_ts")
+            if raw is not None:
+                if type(raw) is not int or raw < MIN_EPOCH_NS or raw > ts:
+                    return None
+                order_ts = raw
+        if not math.isfinite(qty * price * multiplier):
+            return None
+        return Fill(
+            ts,
+            account,
+            strategy,
+            symbol,
+            side,
+            qty,
+            price,
+            fill_id,
+            fee,
+            order_id,
+            venue,
+            arrival_price,
+            order_ts,
+            multiplier,
+        )
+
+    def _explain(self, obj: Any, now_ns: int) -> Fill:
+        """The careful path: accepts what the contract allows, else names the first problem."""
+        if not isinstance(obj, Mapping):
+            raise RejectedRecord(f"expected a JSON object, got {_type_name(obj)}")
+        ts = parse_timestamp(obj["ts"], "ts") if obj.get("ts") is not None else None
+        if ts is None:
+            raise RejectedRecord("missing field 'ts'")
+        if ts > now_ns + self.max_future_skew_ns:
+            ahead = (ts - now_ns) / NS
+            raise RejectedRecord(
+                f"ts is {ahead:.3f} s in the future; at most {self.max_future_skew_ns / NS:g} s allowed"
+            )
+        account = _name(obj, "account", 64)
+        strategy = _name(obj, "strategy", 64)
+        symbol = _name(obj, "symbol", 64, symbol=True)
+        side = obj.get("side")
+        if side is None:
+            raise RejectedRecord("missing field 'side'")
+        if not isinstance(side, str) or side.lower() not in ("buy", "sell"):
+            raise RejectedRecord(f"side must be 'buy' or 'sell', got {side!r}")
+        qty = _positive(obj, "qty", True)
+        price = _positive(obj, "price", True)
+        fill_id = _text(obj, "fill_id", 128, True)
+        fee = _number(obj, "fee", False) or 0.0
+        if fee < 0:
+            raise RejectedRecord(f"fee must be >= 0, got {fee!r}")
+        multiplier = _positive(obj, "multiplier", False) or 1.0
+        arrival_price = _positive(obj, "arrival_price", False)
+        order_id = _text(obj, "order_id", 128, False)
+        venue = _text(obj, "venue", 64, False)
+        order_ts = None
+        raw_order_ts = obj.get("order_ts")
+        if raw_order_ts not in (None, ""):
+            order_ts = parse_timestamp(raw_order_ts, "order_ts")
+            if order_ts > ts:
+                raise RejectedRecord("order_ts is after ts: a fill cannot precede its order")
+        assert qty is not None and price is not None and fill_id is not None
+        if not math.isfinite(qty * price * multiplier):
+            raise RejectedRecord("notional qty × price × multiplier overflows")
+        self.unknown_fields += sum(1 for k in obj if k not in KNOWN_FIELDS)
+        return Fill(
+            ts=ts,
+            account=account,
+            strategy=strategy,
+            symbol=symbol,
+            side=side.lower(),
+            qty=qty,
+            price=price,
+            fill_id=fill_id,
+            fee=fee,
+            order_id=order_id,
+            venue=venue,
+            arrival_price=arrival_price,
+            order_ts=order_ts,
+            multiplier=multiplier,
+        )
+
+
+def validate_mark(obj: Any) -> Mark:
+    """A mark `{"ts", "symbol", "price"}`; raises `RejectedRecord` like fills do."""
+    if not isinstance(obj, Mapping):
+        raise RejectedRecord(f"expected a JSON object, got {_type_name(obj)}")
+    if obj.get("ts") is None:
+        raise RejectedRecord("missing field 'ts'")
+    ts = parse_timestamp(obj["ts"], "ts")
+    symbol = _name(obj, "symbol", 64, symbol=True)
+    price = _positive(obj, "price", True)
+    assert price is not None
+    return Mark(ts=ts, symbol=symbol, price=price)

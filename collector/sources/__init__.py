@@ -1,0 +1,1 @@
+"""Where fills come from: files (JSONL / CSV), later HTTP intake and the simulator."""

@@ -1,0 +1,100 @@
+"""Line protocol serialization (ns timestamps, floats always as floats, ids as string fields)."""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from collector.model import Fill
+
+FieldValue = float | int | str | bool
+
+
+def _escape_key(text: str) -> str:
+    """Tag keys/values and field keys: escape backslash, comma, equals and space."""
+    if not any(c in text for c in "\\, ="):
+        return text
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _escape_measurement(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def string_field(text: str) -> str:
+    if '"' in text or "\\" in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
+
+
+def _field(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)  # shortest repr that round-trips exactly
+    return string_field(value)
+
+
+def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue | None], ts_ns: int) -> str:
+    """One line; `None` fields are left out (undefined metrics are absent, never NaN)."""
+    tag_part = "".join(
+        f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v is not None and v != ""
+    )
+    field_part = ",".join(f"{_escape_key(k)}={_field(v)}" for k, v in fields.items() if v is not None)
+    if not field_part:
+        raise ValueError(f"a {measurement} point needs at least one field")
+    return f"{_escape_measurement(measurement)}{tag_part} {field_part} {ts_ns}"
+
+
+def fill_line(fill: Fill, ts_ns: int, realized_pnl: float | None = None) -> str:
+    """The `fills` point of DESIGN §4. Tags are charset-checked already, so no escaping is needed."""
+    qty, price = fill.qty, fill.price
+    line = (
+        f"fills,account={fill.account},side={fill.side},strategy={fill.strategy},symbol={fill.symbol}"
+        f" qty={qty!r},price={price!r},fee={fill.fee!r},notional={qty * price * fill.multiplier!r}"
+        f",fill_id={string_field(fill.fill_id)}"
+    )
+    if fill.order_id is not None:
+        line += f",order_id={string_field(fill.order_id)}"
+    if fill.arrival_price is not None:
+        line += f",slippage_bps={fill.slippage_bps!r}"
+    if fill.order_ts is not None:
+        line += f",latency_ms={fill.latency_ms!r}"
+    if realized_pnl is not None:
+        line += f",realized_pnl={realized_pnl!r}"
+    return f"{line} {ts_ns}"
+
+
+class UniqueTimestamps:
+    """Deterministic per-series timestamps so two fills never overwrite each other in InfluxDB.
+
+    InfluxDB keeps one point per (measurement, tags, time). Fills often carry ms or µs
+    timestamps and partial fills of one order share them. A timestamp with no sub-µs digits
+    gets an offset of crc32(fill_id) mod 1000 ns (so separate processes agree); a remaining
+    clash with another fill id inside this process moves the later fill on by 1 ns. The same
+    input in the same order therefore always maps to the same keys, so re-writes are idempotent.
+    Memory is bounded by `capacity` remembered keys.
+    """
+
+    def __init__(self, capacity: int = 2_000_000) -> None:
+        self.capacity = capacity
+        self._taken: OrderedDict[tuple[str, int], str] = OrderedDict()
+
+    def assign(self, series: str, ts_ns: int, fill_id: str) -> int:
+        ts = ts_ns
+        if ts % 1000 == 0:
+            ts += zlib.crc32(fill_id.encode()) % 1000
+        taken = self._taken
+        while True:
+            owner = taken.get((series, ts))
+            if owner is None or owner == fill_id:
+                break
+            ts += 1
+        if owner is None:
+            taken[(series, ts)] = fill_id
+            if len(taken) > self.capacity:
+                taken.popitem(last=False)
+        return ts

@@ -1,0 +1,75 @@
+"""InfluxQL reads over `/query` (portable across 1.x, 2.x via DBRP, and 3 Core) into pandas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import requests
+
+from collector.store.transport import Endpoint
+
+
+class QueryError(Exception):
+    """The server refused or failed a query; the message is the server's own explanation."""
+
+
+def escape_string(value: str) -> str:
+    """An InfluxQL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def escape_identifier(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Reader:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.session = requests.Session()
+        auth = endpoint.basic_auth
+        if auth is not None:
+            self.session.auth = auth
+
+    def raw(self, statement: str) -> list[dict[str, Any]]:
+        """The `results` list of the JSON answer, after checking every statement for errors."""
+        try:
+            answer = self.session.post(
+                f"{self.endpoint.url}/query",
+                data={"db": self.endpoint.database, "q": statement, "epoch": "ns"},
+                timeout=self.endpoint.timeout,
+            )
+        except requests.RequestException as exc:
+            raise QueryError(f"cannot reach InfluxDB at {self.endpoint.url}: {exc}") from None
+        try:
+            payload = answer.json()
+        except ValueError:
+            raise QueryError(f"HTTP {answer.status_code} from InfluxDB: {answer.text[:300]}") from None
+        if "error" in payload:
+            raise QueryError(f"InfluxDB: {payload['error']}")
+        results: list[dict[str, Any]] = payload.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise QueryError(f"InfluxDB: {result['error']} (query: {statement})")
+        return results
+
+    def query(self, statement: str) -> pd.DataFrame:
+        """All series of the (last) statement in one frame: a UTC `time` index when present, tags as columns."""
+        results = self.raw(statement)
+        frames = []
+        for result in results:
+            for series in result.get("series", []):
+                frame = pd.DataFrame(series.get("values", []), columns=series["columns"])
+                for tag, value in (series.get("tags") or {}).items():
+                    frame[tag] = value
+                frames.append(frame)
+        if not frames:
+            return pd.DataFrame()
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if "time" in frame.columns:
+            frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="ns", utc=True)
+            frame = frame.set_index("time")
+        return frame
+
+    def close(self) -> None:
+        self.session.close()

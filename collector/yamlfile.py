@@ -1,0 +1,97 @@
+"""YAML loading that remembers where every key stands, so errors can name file and line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from collector.errors import UserError
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class YamlDocument:
+    """Parsed YAML data plus the line (1-based) of every mapping key and sequence item."""
+
+    path: str
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        """Line of the deepest prefix of `loc` that exists in the file."""
+        for end in range(len(loc), 0, -1):
+            line = self.lines.get(tuple(loc[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            _index_lines(value_node, (*loc, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*loc, i)] = item.start_mark.line + 1
+            _index_lines(item, (*loc, i), lines)
+
+
+def load_yaml(path: str | Path) -> YamlDocument:
+    """Read a YAML file with `safe_load` semantics; syntax errors become a `UserError` with the line."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        raise UserError(f"{where}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{name}: invalid YAML: {exc}") from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    return YamlDocument(name, {} if data is None else data, lines)
+
+
+def describe_validation_error(
+    exc: ValidationError, doc: YamlDocument | None, env_names: dict[Loc, str] | None = None
+) -> str:
+    """One line per problem: `file:line: key.path: got VALUE; expected ...`.
+
+    `env_names` maps locations to the environment variable that set them, so an
+    override error names the variable instead of a line that does not hold the value.
+    """
+    messages = []
+    for err in exc.errors():
+        loc: Loc = tuple(str(p) if not isinstance(p, int) else p for p in err["loc"])
+        # pydantic puts the discriminator tag in the loc of union members; it is not a key
+        key = ".".join(str(p) for p in loc)
+        env = (env_names or {}).get(loc)
+        if env is not None:
+            where = f"environment {env}"
+        elif doc is not None:
+            line = doc.line_of(loc)
+            where = f"{doc.path}:{line}" if line else doc.path
+        else:
+            where = "config"
+        expected = err["msg"]
+        if err["type"] == "missing":
+            messages.append(f"{where}: {key}: missing; a value is required")
+        elif err["type"] == "extra_forbidden":
+            messages.append(f"{where}: {key}: unknown key (check the spelling; see the example file)")
+        else:
+            messages.append(f"{where}: {key}: got {err.get('input')!r}; expected: {expected}")
+    return "\n".join(messages)
