@@ -48,7 +48,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"rejected records and their reasons: {args.dead_letter or settings.ingest.dead_letter}")
     if summary.spooled_batches:
         print(
-            f"InfluxDB did not take everything: {summary.spooled_batches} batches wait in {settings.spool.dir} "
+            f"InfluxDB did not take everything: {summary.spooled_batches} batches wait in "
+            f"{settings.spool.dir} "
             "and are replayed by the next run",
             file=sys.stderr,
         )
@@ -82,7 +83,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             table.add_column(str(column), justify="right" if frame[column].dtype.kind in "if" else "left")
         for row in frame.itertuples(index=False):
             table.add_row(*("" if pd.isna(v) else str(v) for v in row))
-        Console().print(table)
+        Console(width=None if sys.stdout.isatty() else 400).print(table)
         print(f"{len(frame)} rows")
     return 0
 
@@ -96,11 +97,11 @@ def cmd_influx(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         print("influxd stopped" if server.stop() else "no influxd running for " + str(server.dir))
     else:
-        state = server.status()
-        if state is None:
+        running = server.status()
+        if running is None:
             print(f"not running ({server.dir})")
             return 3
-        print(f"running: {state.url} (pid {state.pid}, data in {state.dir})")
+        print(f"running: {running.url} (pid {running.pid}, data in {running.dir})")
     return 0
 
 
@@ -113,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stratmon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ingest = sub.add_parser("ingest", parents=[common], help="validate fills files and write them to InfluxDB")
+    ingest = sub.add_parser(
+        "ingest", parents=[common], help="validate fills files and write them to InfluxDB"
+    )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV files; - reads stdin")
     ingest.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
     ingest.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
@@ -127,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     influx = sub.add_parser("influx", parents=[common], help="a private influxd for tests and the demo")
     influx.add_argument("action", choices=["start", "stop", "status"])
-    influx.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"data directory (default {DEFAULT_DIR})")
+    influx.add_argument(
+        "--dir", type=Path, default=DEFAULT_DIR, help=f"data directory (default {DEFAULT_DIR})"
+    )
     influx.add_argument("--port", type=int, help="HTTP port on 127.0.0.1 (default: a free one)")
     influx.set_defaults(func=cmd_influx)
     return parser

@@ -38,7 +38,8 @@ class InfluxConfig(_Section):
     batch_size: int = Field(5000, ge=1, le=100_000)
     flush_interval: float = Field(1.0, gt=0, le=60, description="seconds")
     gzip: bool | Literal["auto"] = Field(
-        "auto", description="compress writes; auto = on except for loopback, where it costs more than it saves"
+        "auto",
+        description="compress writes; auto = on except for loopback, where it costs more than it saves",
     )
     timeout: float = Field(10.0, gt=0, le=300, description="seconds per HTTP request")
     drain_timeout: float = Field(30.0, ge=0, le=3600, description="seconds close() retries the spool")

@@ -214,7 +214,7 @@ def _fast_number(value: Any) -> float | None:
     """A finite float from a JSON number, else None (strings, bools, NaN/inf go the careful way)."""
     kind = type(value)
     if kind is float:
-        return value if -math.inf < value < math.inf else None  # type: ignore[no-any-return]
+        return value if -math.inf < value < math.inf else None
     if kind is int:
         try:
             return float(value)

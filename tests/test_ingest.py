@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,8 +17,8 @@ from hypothesis import strategies as st
 from collector.config import Settings
 from collector.ingest import ingest_files
 from collector.model import NS
-from collector.store.reader import Reader, escape_string
 from collector.sources.synthetic import synthetic_fills
+from collector.store.reader import Reader, escape_string
 from tests.helpers import fill, read_jsonl, write_jsonl
 
 
@@ -57,7 +58,7 @@ def test_bad_records_go_to_dead_letter_and_neighbours_survive(
     settings: Settings, reader: Reader, tmp_path: Path
 ) -> None:
     now = time.time_ns()
-    lines: list[dict | str] = [
+    lines: list[dict[str, object] | str] = [
         fill(fill_id="good-1", ts=now - NS),
         "{not json",
         fill(fill_id="bad-qty", ts=now - NS, qty=-1),
@@ -129,16 +130,20 @@ def test_reingest_is_idempotent(settings: Settings, reader: Reader, tmp_path: Pa
     symbol=st.text(alphabet="AZaz09_.:/-", min_size=1, max_size=64),
     qty=st.floats(min_value=5e-324, max_value=1e150, allow_nan=False, allow_infinity=False),
     price=st.floats(min_value=1e-12, max_value=1e150, allow_nan=False, allow_infinity=False),
-    fill_id=st.text(
-        alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128
-    ),
+    fill_id=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=128),
 )
 def test_awkward_values_round_trip(
     settings: Settings, reader: Reader, tmp_path: Path, account, strategy, symbol, qty, price, fill_id
 ) -> None:
     record = fill(
-        ts=time.time_ns() - NS, account=account, strategy=strategy, symbol=symbol, qty=qty, price=price,
-        fill_id=fill_id, order_id=fill_id[::-1],
+        ts=time.time_ns() - NS,
+        account=account,
+        strategy=strategy,
+        symbol=symbol,
+        qty=qty,
+        price=price,
+        fill_id=fill_id,
+        order_id=fill_id[::-1],
     )
     path = write_jsonl(tmp_path / "awkward.jsonl", [record])
     summary = ingest_files(settings, [str(path)])
@@ -149,7 +154,7 @@ def test_awkward_values_round_trip(
         reader.raw("DROP MEASUREMENT fills")  # hypothesis reuses this test's database across examples
 
 
-def _check_round_trip(reader: Reader, record: dict) -> None:
+def _check_round_trip(reader: Reader, record: dict[str, Any]) -> None:
     account, strategy, symbol = record["account"], record["strategy"], record["symbol"]
     fill_id, qty, price = record["fill_id"], record["qty"], record["price"]
     frame = reader.query(
@@ -161,19 +166,31 @@ def _check_round_trip(reader: Reader, record: dict) -> None:
     assert len(row) == 1
     assert row["qty"].iloc[0] == qty and row["price"].iloc[0] == price
     assert row["order_id"].iloc[0] == fill_id[::-1]
-    assert (row["account"].iloc[0], row["strategy"].iloc[0], row["symbol"].iloc[0]) == (account, strategy, symbol)
+    assert (row["account"].iloc[0], row["strategy"].iloc[0], row["symbol"].iloc[0]) == (
+        account,
+        strategy,
+        symbol,
+    )
 
 
-def _stratmon(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _stratmon(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "collector", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+        [sys.executable, "-m", "collector", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
     )
 
 
 def test_cli_json_summary_and_query(settings: Settings, tmp_path: Path) -> None:
     now = time.time_ns()
     path = write_jsonl(
-        tmp_path / "cli.jsonl", [fill(ts=now - NS, fill_id="a"), fill(ts=now - NS, qty=0), fill(ts=now - NS, fill_id="a")]
+        tmp_path / "cli.jsonl",
+        [fill(ts=now - NS, fill_id="a"), fill(ts=now - NS, qty=0), fill(ts=now - NS, fill_id="a")],
     )
     env = {
         "PATH": "/usr/bin:/bin",
@@ -181,7 +198,9 @@ def test_cli_json_summary_and_query(settings: Settings, tmp_path: Path) -> None:
         "STRATMON_INFLUX_DATABASE": settings.influx.database,
         "STRATMON_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    done = _stratmon("ingest", str(path), "--json", "--dead-letter", str(tmp_path / "dl.jsonl"), env=env, cwd=tmp_path)
+    done = _stratmon(
+        "ingest", str(path), "--json", "--dead-letter", str(tmp_path / "dl.jsonl"), env=env, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"accepted": 1, "rejected": 1, "duplicates": 1, "written": 1}
     assert read_jsonl(tmp_path / "dl.jsonl")[0]["error"] == "qty must be > 0, got 0.0"
@@ -202,7 +221,9 @@ def test_cli_json_summary_and_query(settings: Settings, tmp_path: Path) -> None:
 def test_cli_unknown_extension_is_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "fills.txt"
     path.write_text("")
-    done = _stratmon("ingest", str(path), env={"PATH": "/usr/bin:/bin", "STRATMON_INFLUX_URL": "http://127.0.0.1:9"})
+    done = _stratmon(
+        "ingest", str(path), env={"PATH": "/usr/bin:/bin", "STRATMON_INFLUX_URL": "http://127.0.0.1:9"}
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"stratmon: error: {path}: cannot tell the format from '.txt'; pass --format jsonl|csv"

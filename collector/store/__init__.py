@@ -1,1 +1,1 @@
-"""InfluxDB I/O: line protocol out (writer + spool), InfluxQL in (reader), a private influxd for tests/demo."""
+"""InfluxDB I/O: line protocol out (writer, spool), InfluxQL in (reader), a private influxd."""

@@ -7,6 +7,7 @@ only ever signals that recorded pid, and only while it still is an influxd.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -151,7 +152,5 @@ class LocalInfluxd:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when influxd is our own child (tests), so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -54,7 +54,7 @@ class Reader:
         return results
 
     def query(self, statement: str) -> pd.DataFrame:
-        """All series of the (last) statement in one frame: a UTC `time` index when present, tags as columns."""
+        """All series of the statement in one frame: a UTC `time` index when present, tags as columns."""
         results = self.raw(statement)
         frames = []
         for result in results:

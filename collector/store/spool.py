@@ -27,7 +27,7 @@ class Spool:
         self._bytes = sum(path.stat().st_size for path in self._files)
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         return self._bytes
 
     def __len__(self) -> int:

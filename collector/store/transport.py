@@ -10,9 +10,9 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from urllib.parse import urlparse
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 import requests
 from influxdb_client import InfluxDBClient
@@ -53,7 +53,11 @@ class Endpoint:
         # 1.x: user/password; 2.x and 3 Core: any username with the token as password.
         secret = cfg.password or cfg.token
         host = urlparse(url).hostname or ""
-        use_gzip = cfg.gzip if cfg.gzip != "auto" else host not in ("localhost", "::1") and not host.startswith("127.")
+        use_gzip = (
+            cfg.gzip
+            if cfg.gzip != "auto"
+            else host not in ("localhost", "::1") and not host.startswith("127.")
+        )
         return cls(
             url=url.rstrip("/"),
             database=cfg.database,
