@@ -114,9 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stratmon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ingest = sub.add_parser(
-        "ingest", parents=[common], help="validate fills files and write them to InfluxDB"
-    )
+    ingest = sub.add_parser("ingest", parents=[common], help="validate fills files and write them to InfluxDB")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV files; - reads stdin")
     ingest.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
     ingest.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
@@ -130,9 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     influx = sub.add_parser("influx", parents=[common], help="a private influxd for tests and the demo")
     influx.add_argument("action", choices=["start", "stop", "status"])
-    influx.add_argument(
-        "--dir", type=Path, default=DEFAULT_DIR, help=f"data directory (default {DEFAULT_DIR})"
-    )
+    influx.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"data directory (default {DEFAULT_DIR})")
     influx.add_argument("--port", type=int, help="HTTP port on 127.0.0.1 (default: a free one)")
     influx.set_defaults(func=cmd_influx)
     return parser

@@ -91,9 +91,7 @@ def ingest_files(
     )
 
 
-def _ingest(
-    writer: Writer, intake: Intake, paths: list[str], formats: list[Format], show_progress: bool
-) -> None:
+def _ingest(writer: Writer, intake: Intake, paths: list[str], formats: list[Format], show_progress: bool) -> None:
     stamps = UniqueTimestamps()
     for path, file_format in zip(paths, formats, strict=True):
         records: Iterable[RawRecord] = iter_file(path, file_format, sys.stdin.buffer)

@@ -29,9 +29,7 @@ _NAME_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.:-]")
 _SYMBOL_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.:/-]")
 _CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})?"
-)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})?")
 
 
 class RejectedRecord(ValueError):

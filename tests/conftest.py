@@ -29,9 +29,7 @@ def database(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, influxd: InfluxdState, database: str, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def settings(tmp_path: Path, influxd: InfluxdState, database: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in ("STRATMON_INFLUX_URL", "STRATMON_INFLUX_DATABASE", "STRATMON_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     return Settings(

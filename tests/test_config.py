@@ -81,16 +81,12 @@ def test_bad_config_names_line_key_value_and_expectation(tmp_path: Path, text: s
     path.write_text(text)
     with pytest.raises(UserError) as info:
         load_settings(path)
-    assert str(info.value).startswith(
-        str(tmp_path / message.split(":", 1)[0]) + ":" + message.split(":", 1)[1]
-    )
+    assert str(info.value).startswith(str(tmp_path / message.split(":", 1)[0]) + ":" + message.split(":", 1)[1])
 
 
 def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRATMON_INFLUX_BATCH_SIZE", "0")
-    with pytest.raises(
-        UserError, match=r"^environment STRATMON_INFLUX_BATCH_SIZE: influx.batch_size: got '0'"
-    ):
+    with pytest.raises(UserError, match=r"^environment STRATMON_INFLUX_BATCH_SIZE: influx.batch_size: got '0'"):
         load_settings()
 
 

@@ -57,9 +57,7 @@ def test_start_on_a_chosen_port_and_restart_keeps_data(tmp_path: Path) -> None:
     again = server.start(port=first.port)
     try:
         assert again.url == first.url and again.pid != first.pid
-        answer = requests.post(
-            f"{again.url}/query", data={"db": "keep", "q": "SELECT v FROM m"}, timeout=5
-        ).json()
+        answer = requests.post(f"{again.url}/query", data={"db": "keep", "q": "SELECT v FROM m"}, timeout=5).json()
         assert answer["results"][0]["series"][0]["values"] == [["2001-09-09T01:46:40Z", 1.5]]
     finally:
         server.stop()

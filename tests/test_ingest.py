@@ -198,9 +198,7 @@ def test_cli_json_summary_and_query(settings: Settings, tmp_path: Path) -> None:
         "STRATMON_INFLUX_DATABASE": settings.influx.database,
         "STRATMON_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    done = _stratmon(
-        "ingest", str(path), "--json", "--dead-letter", str(tmp_path / "dl.jsonl"), env=env, cwd=tmp_path
-    )
+    done = _stratmon("ingest", str(path), "--json", "--dead-letter", str(tmp_path / "dl.jsonl"), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"accepted": 1, "rejected": 1, "duplicates": 1, "written": 1}
     assert read_jsonl(tmp_path / "dl.jsonl")[0]["error"] == "qty must be > 0, got 0.0"
@@ -221,9 +219,7 @@ def test_cli_json_summary_and_query(settings: Settings, tmp_path: Path) -> None:
 def test_cli_unknown_extension_is_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "fills.txt"
     path.write_text("")
-    done = _stratmon(
-        "ingest", str(path), env={"PATH": "/usr/bin:/bin", "STRATMON_INFLUX_URL": "http://127.0.0.1:9"}
-    )
+    done = _stratmon("ingest", str(path), env={"PATH": "/usr/bin:/bin", "STRATMON_INFLUX_URL": "http://127.0.0.1:9"})
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"stratmon: error: {path}: cannot tell the format from '.txt'; pass --format jsonl|csv"

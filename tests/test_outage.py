@@ -58,9 +58,7 @@ def test_influxd_stopped_mid_ingest_loses_nothing(tmp_path: Path) -> None:
         ingest.kill()
     try:
         assert ingest.returncode == 0, err
-        assert (
-            "InfluxDB unavailable" in err and "InfluxDB is back" in err
-        )  # the outage really happened mid-run
+        assert "InfluxDB unavailable" in err and "InfluxDB is back" in err  # the outage really happened mid-run
         assert json.loads(out) == {"accepted": total, "rejected": 0, "duplicates": 0, "written": total}
         assert _count(reader) == total
         ids = reader.query("SELECT count(distinct(fill_id)) FROM fills")

@@ -17,9 +17,7 @@ def test_point_escapes_and_skips_undefined_fields() -> None:
         {"sharpe": None, "equity": 1.0, "trades": 3, "note": 'say "hi"\\'},
         5,
     )
-    assert (
-        line == 'perf,account=x\\,y,level=book,strategy=a\\ b equity=1.0,trades=3i,note="say \\"hi\\"\\\\" 5'
-    )
+    assert line == 'perf,account=x\\,y,level=book,strategy=a\\ b equity=1.0,trades=3i,note="say \\"hi\\"\\\\" 5'
     with pytest.raises(ValueError, match="at least one field"):
         point("perf", {}, {"sharpe": None}, 1)
 
@@ -46,9 +44,7 @@ def test_unique_timestamps_memory_is_bounded() -> None:
 
 def test_points_through_writer_and_reader(settings: Settings, reader: Reader) -> None:
     writer = open_writer(settings)
-    writer.write(
-        point("perf", {"level": "portfolio", "account": "_all", "strategy": "_all"}, {"equity": 12.5}, 10**18)
-    )
+    writer.write(point("perf", {"level": "portfolio", "account": "_all", "strategy": "_all"}, {"equity": 12.5}, 10**18))
     writer.write(point("perf", {"level": "book", "account": "A", "strategy": "s"}, {"equity": -3.25}, 10**18))
     writer.close()
     frame = reader.query('SELECT equity FROM perf WHERE "level" = \'book\' GROUP BY "account", "strategy"')

@@ -42,9 +42,7 @@ def detect_format(path: str, explicit: str | None) -> Format:
         return "jsonl"
     suffix = Path(path).suffix.lower()
     if suffix not in _EXTENSIONS:
-        raise UserError(
-            f"{path}: cannot tell the format from {suffix or 'no extension'!r}; pass --format jsonl|csv"
-        )
+        raise UserError(f"{path}: cannot tell the format from {suffix or 'no extension'!r}; pass --format jsonl|csv")
     return _EXTENSIONS[suffix]
 
 

@@ -38,9 +38,7 @@ def _field(value: FieldValue) -> str:
     return string_field(value)
 
 
-def point(
-    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue | None], ts_ns: int
-) -> str:
+def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue | None], ts_ns: int) -> str:
     """One line; `None` fields are left out (undefined metrics are absent, never NaN)."""
     tag_part = "".join(
         f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v is not None and v != ""

@@ -53,11 +53,7 @@ class Endpoint:
         # 1.x: user/password; 2.x and 3 Core: any username with the token as password.
         secret = cfg.password or cfg.token
         host = urlparse(url).hostname or ""
-        use_gzip = (
-            cfg.gzip
-            if cfg.gzip != "auto"
-            else host not in ("localhost", "::1") and not host.startswith("127.")
-        )
+        use_gzip = cfg.gzip if cfg.gzip != "auto" else host not in ("localhost", "::1") and not host.startswith("127.")
         return cls(
             url=url.rstrip("/"),
             database=cfg.database,

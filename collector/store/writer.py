@@ -213,9 +213,7 @@ class Writer:
 
     def _mark_down(self, exc: WriteError) -> None:
         if not self._down:
-            log.warning(
-                "InfluxDB unavailable (%s); spooling to %s", exc, getattr(self.spool, "dir", "memory")
-            )
+            log.warning("InfluxDB unavailable (%s); spooling to %s", exc, getattr(self.spool, "dir", "memory"))
             self._down = True
             self._down_since = time.monotonic()
             self._backoff = 0.25
