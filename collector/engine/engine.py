@@ -1,0 +1,167 @@
+"""The incremental engine: each fill updates its book and the three aggregates above it.
+
+Cost per fill does not depend on history length: FIFO work is amortized O(1) per lot, the four
+series are updated in place, and a price change revalues only the series that hold the symbol.
+Every series' equity is evaluated after each event that changes it (drawdown, daily changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.engine.positions import Position, RoundTrip
+from collector.engine.series import ALL, LEVELS, Holding, Series
+from collector.model import Fill, Mark
+
+_ZERO_Q = 1e-12  # aggregate quantities this close to zero are flat (float sums of offsetting books)
+
+
+@dataclass
+class FillResult:
+    realized_pnl: float
+    round_trip: RoundTrip | None
+
+
+@dataclass
+class _Book:
+    chain: tuple[Series, Series, Series, Series]  # book, strategy, account, portfolio
+    positions: dict[str, Position] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, capital_by_account: dict[str, float] | None = None, default_capital: float = 1e6) -> None:
+        self.capital_by_account = dict(capital_by_account or {})
+        self.default_capital = default_capital
+        self.series: dict[tuple[str, str, str], Series] = {}
+        self.books: dict[tuple[str, str], _Book] = {}
+        self.marks: dict[str, float] = {}
+        self.streamed_marks: set[str] = set()  # symbols whose mark comes from the marks stream only
+        self.holders: dict[str, dict[Series, Holding]] = {}
+        self.clock_ns = 0
+        self.changed: set[Series] = set()
+        self.portfolio = self._series("portfolio", ALL, ALL)
+
+    # ---- input ----------------------------------------------------------------------------
+    def on_fill(self, fill: Fill) -> FillResult:
+        if fill.ts > self.clock_ns:
+            self.clock_ns = fill.ts
+        book = self._book(fill.account, fill.strategy)
+        symbol = fill.symbol
+        position = book.positions.get(symbol)
+        if position is None:
+            position = book.positions[symbol] = Position()
+        old_q, old_c = position.q, position.c
+        realized, trip = position.apply(fill)
+        dq, dc = position.q - old_q, position.c - old_c
+        notional = fill.qty * fill.price * fill.multiplier
+        slippage = fill.slippage_bps
+        fee = fill.fee
+        holders = self.holders.setdefault(symbol, {})
+        for series in book.chain:
+            series.realized += realized
+            series.fees += fee
+            series.fills += 1
+            series.volume += notional
+            if slippage is not None:
+                series.slip_weighted += slippage * notional
+                series.slip_notional += notional
+            if trip is not None:
+                series.record_trip(trip.net_pnl)
+            holding = series.holdings.get(symbol)
+            if holding is None:
+                holding = series.holdings[symbol] = Holding()
+            if series is book.chain[0]:
+                holding.q, holding.c = position.q, position.c  # exact, so a flat book is exactly flat
+            else:
+                holding.q += dq
+                holding.c += dc
+                if -_ZERO_Q < holding.q < _ZERO_Q:
+                    holding.q = 0.0
+            series.unrealized -= dc
+            if holding.q:
+                holders[series] = holding
+            else:
+                holders.pop(series, None)
+                self._revalue(series, holding, 0.0)
+                if series is book.chain[0] or holding.c == 0.0:
+                    del series.holdings[symbol]
+                    if not series.holdings:
+                        series.unrealized = series.gross = series.net = 0.0  # no residue when all flat
+                series.observe(fill.ts)
+                self.changed.add(series)
+        mark = self.marks[symbol] if symbol in self.streamed_marks else fill.price
+        self._set_mark(symbol, mark, fill.ts)
+        return FillResult(realized, trip)
+
+    def on_mark(self, mark: Mark) -> None:
+        if mark.ts > self.clock_ns:
+            self.clock_ns = mark.ts
+        self.streamed_marks.add(mark.symbol)
+        self._set_mark(mark.symbol, mark.price, mark.ts)
+
+    def run(self, fills: Iterable[Fill]) -> None:
+        for fill in fills:
+            self.on_fill(fill)
+
+    # ---- output ---------------------------------------------------------------------------
+    def capital_base(self, series: Series) -> float:
+        return sum(self.capital_by_account.get(a, self.default_capital) for a in series.accounts)
+
+    def row(self, series: Series) -> dict[str, Any]:
+        return series.row(self.capital_base(series), self.clock_ns)
+
+    def rows(self, level: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Rows by level (the `stratmon report` JSON shape), sorted by account then strategy."""
+        out: dict[str, list[dict[str, Any]]] = {name: [] for name in LEVELS if level in (None, name)}
+        for key in sorted(self.series):
+            if key[0] in out and self.series[key].fills:
+                out[key[0]].append(self.row(self.series[key]))
+        return out
+
+    def take_changed(self) -> list[Series]:
+        """Series changed since the last call (what a live writer flushes)."""
+        changed, self.changed = list(self.changed), set()
+        return changed
+
+    # ---- internals ------------------------------------------------------------------------
+    def _series(self, level: str, account: str, strategy: str) -> Series:
+        key = (level, account, strategy)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series(level, account, strategy)
+        return series
+
+    def _book(self, account: str, strategy: str) -> _Book:
+        book = self.books.get((account, strategy))
+        if book is None:
+            chain = (
+                self._series("book", account, strategy),
+                self._series("strategy", ALL, strategy),
+                self._series("account", account, ALL),
+                self.portfolio,
+            )
+            for series in chain:
+                series.accounts.add(account)
+            book = self.books[(account, strategy)] = _Book(chain)
+        return book
+
+    @staticmethod
+    def _revalue(series: Series, holding: Holding, mark: float) -> None:
+        value = holding.q * mark
+        delta = value - holding.v
+        series.unrealized += delta
+        series.net += delta
+        series.gross += abs(value) - abs(holding.v)
+        holding.v = value
+
+    def _set_mark(self, symbol: str, mark: float, ts: int) -> None:
+        """Revalue every holder of the symbol at the new mark and evaluate its equity."""
+        self.marks[symbol] = mark
+        changed = self.changed
+        revalue = self._revalue
+        for series, holding in self.holders.get(symbol, {}).items():
+            revalue(series, holding, mark)
+            series.observe(ts)
+            changed.add(series)

@@ -1,0 +1,161 @@
+"""One perf series (a book, or a strategy/account/portfolio aggregate) and its running state."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from collector.engine import metrics
+from collector.engine.daily import DAY_NS, DailyChanges
+
+LEVELS = ("portfolio", "account", "strategy", "book")
+ALL = "_all"
+METRIC_FIELDS = (
+    "equity",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "gross_exposure",
+    "net_exposure",
+    "drawdown",
+    "max_drawdown",
+    "return_cum",
+    "trades",
+    "wins",
+    "losses",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "avg_win",
+    "avg_loss",
+    "payoff_ratio",
+    "loss_streak",
+    "sharpe",
+    "sortino",
+    "slippage_bps_avg",
+    "fills",
+    "volume",
+)
+
+
+class Holding:
+    """A series' open position in one symbol: q = signed qty·multiplier, c = signed cost, v = q × mark."""
+
+    __slots__ = ("c", "q", "v")
+
+    def __init__(self) -> None:
+        self.q = 0.0
+        self.c = 0.0
+        self.v = 0.0
+
+
+class Series:
+    __slots__ = (
+        "account",
+        "accounts",
+        "daily",
+        "fees",
+        "fills",
+        "gross",
+        "gross_losses",
+        "gross_wins",
+        "holdings",
+        "level",
+        "loss_streak",
+        "losses",
+        "max_dd",
+        "net",
+        "net_sum",
+        "peak",
+        "realized",
+        "slip_notional",
+        "slip_weighted",
+        "strategy",
+        "trades",
+        "unrealized",
+        "volume",
+        "wins",
+    )
+
+    def __init__(self, level: str, account: str, strategy: str) -> None:
+        self.level, self.account, self.strategy = level, account, strategy
+        self.accounts: set[str] = set()  # whose capital forms this series' base
+        self.holdings: dict[str, Holding] = {}
+        self.realized = self.fees = self.unrealized = self.gross = self.net = 0.0
+        self.peak = self.max_dd = 0.0
+        self.trades = self.wins = self.losses = self.loss_streak = self.fills = 0
+        self.gross_wins = self.gross_losses = self.net_sum = 0.0
+        self.volume = self.slip_notional = self.slip_weighted = 0.0
+        self.daily = DailyChanges()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.level, self.account, self.strategy)
+
+    @property
+    def equity(self) -> float:
+        return metrics.equity(self.realized, self.unrealized, self.fees)
+
+    def observe(self, ts_ns: int) -> None:
+        """Evaluate equity after an event: drawdown bookkeeping and the daily change."""
+        equity = self.realized + self.unrealized - self.fees
+        if equity > self.peak:
+            self.peak = equity
+        elif self.peak - equity > self.max_dd:
+            self.max_dd = self.peak - equity
+        self.daily.observe(ts_ns, equity)
+
+    def record_trip(self, net_pnl: float) -> None:
+        self.trades += 1
+        self.net_sum += net_pnl
+        if net_pnl > 0:
+            self.wins += 1
+            self.gross_wins += net_pnl
+            self.loss_streak = 0
+        elif net_pnl < 0:
+            self.losses += 1
+            self.gross_losses += net_pnl
+            self.loss_streak += 1
+        else:
+            self.loss_streak = 0
+
+    def row(self, capital_base: float, clock_ns: int) -> dict[str, Any]:
+        """All metrics of DESIGN §4 `perf`, undefined ones as None."""
+        equity = self.equity
+        moments = self.daily.as_of(clock_ns // DAY_NS)
+        base = capital_base if capital_base > 0 else math.nan  # returns = daily change / capital base
+        avg_win = metrics.average_win(self.gross_wins, self.wins)
+        avg_loss = metrics.average_loss(self.gross_losses, self.losses)
+        values: dict[str, Any] = {
+            "level": self.level,
+            "account": self.account,
+            "strategy": self.strategy,
+            "equity": equity,
+            "realized_pnl": self.realized,
+            "unrealized_pnl": self.unrealized,
+            "fees": self.fees,
+            "gross_exposure": self.gross,
+            "net_exposure": self.net,
+            "drawdown": self.peak - equity,
+            "max_drawdown": self.max_dd,
+            "return_cum": metrics.return_cum(equity, capital_base),
+            "trades": self.trades,
+            "wins": self.wins,
+            "losses": self.losses,
+            "win_rate": metrics.win_rate(self.wins, self.trades),
+            "profit_factor": metrics.profit_factor(self.gross_wins, self.gross_losses),
+            "expectancy": metrics.expectancy(self.net_sum, self.trades),
+            "avg_win": avg_win,
+            "avg_loss": avg_loss,
+            "payoff_ratio": metrics.payoff_ratio(avg_win, avg_loss),
+            "loss_streak": self.loss_streak,
+            "sharpe": metrics.sharpe_ratio(moments.mean / base, moments.std / base, moments.n),
+            "sortino": metrics.sortino_ratio(moments.mean / base, moments.downside / base, moments.n),
+            "slippage_bps_avg": metrics.weighted_mean(self.slip_weighted, self.slip_notional),
+            "fills": self.fills,
+            "volume": self.volume,
+        }
+        for name, value in values.items():
+            if isinstance(value, float):
+                values[name] = metrics.finite_or_none(value)
+        return values
