@@ -58,6 +58,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from collector.report import build_report, rejects_summary, render
+
+    report = build_report(
+        _settings(args), args.paths, fmt=args.format_in, marks_paths=args.marks, dead_letter=args.dead_letter
+    )
+    sys.stdout.write(render(report, args.format, args.level))
+    summary = rejects_summary(report)
+    if summary:
+        print(summary, file=sys.stderr)
+    return 0
+
+
 def _frame_for_output(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.index.name == "time":
         frame = frame.reset_index()
@@ -120,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
     ingest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     ingest.set_defaults(func=cmd_ingest)
+
+    report = sub.add_parser("report", parents=[common], help="all metrics at every level from fills files")
+    report.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV fills files; - reads stdin")
+    report.add_argument("--format", choices=["json", "csv", "table"], default="table", help="output format")
+    report.add_argument("--level", choices=["portfolio", "account", "strategy", "book"], help="only this level")
+    report.add_argument("--marks", nargs="+", metavar="PATH", help="marks files ({ts, symbol, price} records)")
+    report.add_argument("--input-format", dest="format_in", choices=["jsonl", "csv"], help="default: from extension")
+    report.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
+    report.set_defaults(func=cmd_report)
 
     query = sub.add_parser("query", parents=[common], help="run an InfluxQL statement")
     query.add_argument("statement", metavar="INFLUXQL")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -68,6 +68,13 @@ class IngestConfig(_Section):
     dedupe_window: int = Field(5_000_000, ge=1000, description="fill ids remembered for duplicate checks")
 
 
+class CapitalConfig(_Section):
+    default: float = Field(1_000_000.0, gt=0, description="capital base of an account not listed below")
+    accounts: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="capital base per account (returns = equity change / base)"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -80,6 +87,7 @@ class Settings(BaseSettings):
     influx: InfluxConfig = InfluxConfig()
     spool: SpoolConfig = SpoolConfig()
     ingest: IngestConfig = IngestConfig()
+    capital: CapitalConfig = CapitalConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -13,7 +13,7 @@ from rich.progress import Progress
 from collector.config import Settings
 from collector.errors import RunFailed
 from collector.intake import Intake
-from collector.model import FillValidator
+from collector.model import Fill, FillValidator
 from collector.sources.deadletter import DeadLetter
 from collector.sources.records import Format, RawRecord, detect_format, iter_file
 from collector.store.connect import open_writer
@@ -93,6 +93,15 @@ def ingest_files(
 
 def _ingest(writer: Writer, intake: Intake, paths: list[str], formats: list[Format], show_progress: bool) -> None:
     stamps = UniqueTimestamps()
+    for fill in accepted_fills(intake, paths, formats, show_progress):
+        series = f"{fill.account}|{fill.strategy}|{fill.symbol}|{fill.side}"
+        writer.write(fill_line(fill, stamps.assign(series, fill.ts, fill.fill_id)))
+
+
+def accepted_fills(
+    intake: Intake, paths: list[str], formats: list[Format], show_progress: bool = False
+) -> Iterator[Fill]:
+    """Valid, new fills of all files in order; rejects go to the intake's dead letters."""
     for path, file_format in zip(paths, formats, strict=True):
         records: Iterable[RawRecord] = iter_file(path, file_format, sys.stdin.buffer)
         if show_progress and path != "-" and (total := _count_lines(path)) > PROGRESS_MIN_LINES:
@@ -102,7 +111,5 @@ def _ingest(writer: Writer, intake: Intake, paths: list[str], formats: list[Form
             if i % 1024 == 0:
                 now_ns = time.time_ns()
             fill = intake.accept(record, now_ns)
-            if fill is None:
-                continue
-            series = f"{fill.account}|{fill.strategy}|{fill.symbol}|{fill.side}"
-            writer.write(fill_line(fill, stamps.assign(series, fill.ts, fill.fill_id)))
+            if fill is not None:
+                yield fill

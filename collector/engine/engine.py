@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
+from collector.engine.daily import DAY_NS
 from collector.engine.positions import Position, RoundTrip
 from collector.engine.series import ALL, LEVELS, Holding, Series
 from collector.model import Fill, Mark
@@ -40,7 +42,8 @@ class Engine:
         self.streamed_marks: set[str] = set()  # symbols whose mark comes from the marks stream only
         self.holders: dict[str, dict[Series, Holding]] = {}
         self.clock_ns = 0
-        self.changed: set[Series] = set()
+        self.touched: set[Series] = set()  # series changed by fills since `take_changed`
+        self.dirty_symbols: set[str] = set()  # symbols whose mark moved since `take_changed`
         self.portfolio = self._series("portfolio", ALL, ALL)
 
     # ---- input ----------------------------------------------------------------------------
@@ -59,6 +62,7 @@ class Engine:
         slippage = fill.slippage_bps
         fee = fill.fee
         holders = self.holders.setdefault(symbol, {})
+        flat: list[tuple[Series, Holding]] = []  # holdings this fill closed: revalued to 0, then dropped
         for series in book.chain:
             series.realized += realized
             series.fees += fee
@@ -84,22 +88,22 @@ class Engine:
                 holders[series] = holding
             else:
                 holders.pop(series, None)
-                self._revalue(series, holding, 0.0)
-                if series is book.chain[0] or holding.c == 0.0:
-                    del series.holdings[symbol]
-                    if not series.holdings:
-                        series.unrealized = series.gross = series.net = 0.0  # no residue when all flat
-                series.observe(fill.ts)
-                self.changed.add(series)
+                flat.append((series, holding))
+        self.touched.update(book.chain)
         mark = self.marks[symbol] if symbol in self.streamed_marks else fill.price
-        self._set_mark(symbol, mark, fill.ts)
+        self._set_mark(symbol, mark, fill.ts, book.chain, flat)
+        for series, holding in flat:
+            if series is book.chain[0] or holding.c == 0.0:
+                del series.holdings[symbol]
+                if not series.holdings:
+                    series.unrealized = 0.0  # no float residue once all flat
         return FillResult(realized, trip)
 
     def on_mark(self, mark: Mark) -> None:
         if mark.ts > self.clock_ns:
             self.clock_ns = mark.ts
         self.streamed_marks.add(mark.symbol)
-        self._set_mark(mark.symbol, mark.price, mark.ts)
+        self._set_mark(mark.symbol, mark.price, mark.ts, (), [])
 
     def run(self, fills: Iterable[Fill]) -> None:
         for fill in fills:
@@ -120,9 +124,12 @@ class Engine:
                 out[key[0]].append(self.row(self.series[key]))
         return out
 
-    def take_changed(self) -> list[Series]:
+    def take_changed(self) -> set[Series]:
         """Series changed since the last call (what a live writer flushes)."""
-        changed, self.changed = list(self.changed), set()
+        changed = self.touched
+        for symbol in self.dirty_symbols:
+            changed.update(self.holders[symbol])
+        self.touched, self.dirty_symbols = set(), set()
         return changed
 
     # ---- internals ------------------------------------------------------------------------
@@ -147,21 +154,38 @@ class Engine:
             book = self.books[(account, strategy)] = _Book(chain)
         return book
 
-    @staticmethod
-    def _revalue(series: Series, holding: Holding, mark: float) -> None:
-        value = holding.q * mark
-        delta = value - holding.v
-        series.unrealized += delta
-        series.net += delta
-        series.gross += abs(value) - abs(holding.v)
-        holding.v = value
+    def _set_mark(
+        self, symbol: str, mark: float, ts: int, filled: tuple[Series, ...], flat: list[tuple[Series, Holding]]
+    ) -> None:
+        """Revalue the symbol's holders (plus holdings a fill just closed) and evaluate their equity.
 
-    def _set_mark(self, symbol: str, mark: float, ts: int) -> None:
-        """Revalue every holder of the symbol at the new mark and evaluate its equity."""
-        self.marks[symbol] = mark
-        changed = self.changed
-        revalue = self._revalue
-        for series, holding in self.holders.get(symbol, {}).items():
-            revalue(series, holding, mark)
-            series.observe(ts)
-            changed.add(series)
+        With an unchanged mark only the `filled` series (whose quantities moved) need it.
+
+        This is the engine's hot loop (a symbol has tens of holders in a real book) and the one
+        place where equity is observed: drawdown bookkeeping and the daily change.
+        """
+        holders = self.holders.setdefault(symbol, {})
+        if mark == self.marks.get(symbol):
+            pairs: Iterable[tuple[Series, Holding]] = [(s, holders[s]) for s in filled if s in holders]
+        else:
+            self.marks[symbol] = mark
+            self.dirty_symbols.add(symbol)
+            pairs = holders.items()
+        day = ts // DAY_NS
+        for series, holding in chain(pairs, flat):
+            old = holding.v
+            value = holding.q * mark
+            holding.v = value
+            delta = value - old
+            unrealized = series.unrealized + delta
+            series.unrealized = unrealized
+            equity = series.realized - series.fees + unrealized
+            if equity > series.peak:
+                series.peak = equity
+            elif series.peak - equity > series.max_dd:
+                series.max_dd = series.peak - equity
+            daily = series.daily
+            if day > daily.day:
+                daily.observe(ts, equity)
+            else:
+                daily.last = equity

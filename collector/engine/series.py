@@ -39,7 +39,10 @@ METRIC_FIELDS = (
 
 
 class Holding:
-    """A series' open position in one symbol: q = signed qty·multiplier, c = signed cost, v = q × mark."""
+    """A series' open position in one symbol: q = signed qty·multiplier, c = signed cost, v = q × mark.
+
+    An aggregate's holding nets its books' positions in the symbol, so its exposure is per-symbol net.
+    """
 
     __slots__ = ("c", "q", "v")
 
@@ -56,7 +59,6 @@ class Series:
         "daily",
         "fees",
         "fills",
-        "gross",
         "gross_losses",
         "gross_wins",
         "holdings",
@@ -64,7 +66,6 @@ class Series:
         "loss_streak",
         "losses",
         "max_dd",
-        "net",
         "net_sum",
         "peak",
         "realized",
@@ -81,7 +82,7 @@ class Series:
         self.level, self.account, self.strategy = level, account, strategy
         self.accounts: set[str] = set()  # whose capital forms this series' base
         self.holdings: dict[str, Holding] = {}
-        self.realized = self.fees = self.unrealized = self.gross = self.net = 0.0
+        self.realized = self.fees = self.unrealized = 0.0
         self.peak = self.max_dd = 0.0
         self.trades = self.wins = self.losses = self.loss_streak = self.fills = 0
         self.gross_wins = self.gross_losses = self.net_sum = 0.0
@@ -95,15 +96,6 @@ class Series:
     @property
     def equity(self) -> float:
         return metrics.equity(self.realized, self.unrealized, self.fees)
-
-    def observe(self, ts_ns: int) -> None:
-        """Evaluate equity after an event: drawdown bookkeeping and the daily change."""
-        equity = self.realized + self.unrealized - self.fees
-        if equity > self.peak:
-            self.peak = equity
-        elif self.peak - equity > self.max_dd:
-            self.max_dd = self.peak - equity
-        self.daily.observe(ts_ns, equity)
 
     def record_trip(self, net_pnl: float) -> None:
         self.trades += 1
@@ -134,8 +126,8 @@ class Series:
             "realized_pnl": self.realized,
             "unrealized_pnl": self.unrealized,
             "fees": self.fees,
-            "gross_exposure": self.gross,
-            "net_exposure": self.net,
+            "gross_exposure": sum(abs(h.v) for h in self.holdings.values()),
+            "net_exposure": sum(h.v for h in self.holdings.values()),
             "drawdown": self.peak - equity,
             "max_drawdown": self.max_dd,
             "return_cum": metrics.return_cum(equity, capital_base),

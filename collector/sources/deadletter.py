@@ -13,6 +13,7 @@ class DeadLetter:
         self.path = Path(path)
         self._handle: IO[str] | None = None
         self.count = 0
+        self.samples: list[tuple[str, str]] = []  # the first few (source, error), for summaries
 
     def add(self, source: str, raw: str, error: str) -> None:
         if self._handle is None:
@@ -26,6 +27,8 @@ class DeadLetter:
         }
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.count += 1
+        if len(self.samples) < 5:
+            self.samples.append((source, error))
 
     def flush(self) -> None:
         if self._handle is not None:

@@ -24,7 +24,12 @@ T0 = 1_700_000_000 * NS
 
 
 def _series_keys(account: str, strategy: str) -> list[tuple[str, str, str]]:
-    return [("book", account, strategy), ("strategy", "_all", strategy), ("account", account, "_all"), ("portfolio", "_all", "_all")]
+    return [
+        ("book", account, strategy),
+        ("strategy", "_all", strategy),
+        ("account", account, "_all"),
+        ("portfolio", "_all", "_all"),
+    ]
 
 
 def batch(events: list[Fill | Mark]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -111,7 +116,7 @@ def batch(events: list[Fill | Mark]) -> dict[tuple[str, str, str], dict[str, Any
         ts, eq = zip(*path[key], strict=True)
         series = pd.Series(eq, index=pd.to_datetime(list(ts), unit="ns", utc=True))
         peak = np.maximum.accumulate(np.concatenate([[0.0], series.to_numpy()]))[1:]
-        days = series.groupby(series.index.floor("D")).last()
+        days = series.resample("D").last().dropna()
         full = pd.date_range(days.index[0], pd.Timestamp(clock, unit="ns", tz="UTC").floor("D"), freq="D")
         day_end = days.reindex(full).ffill()
         base = 1e6 * len({a for (a, s, _) in lots if key[1] in ("_all", a) and key[2] in ("_all", s)})
@@ -209,8 +214,12 @@ def test_incremental_equals_batch(events: list[Fill | Mark]) -> None:
     books = [r for r in got.values() if r["level"] == "book"]
     if not books:
         return
-    assert math.isclose(sum(r["realized_pnl"] for r in books), got[("portfolio", "_all", "_all")]["realized_pnl"],
-                        rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(
+        sum(r["realized_pnl"] for r in books),
+        got[("portfolio", "_all", "_all")]["realized_pnl"],
+        rel_tol=1e-9,
+        abs_tol=1e-9,
+    )
     for (account, strategy), book in engine.books.items():
         if all(not p.lots for p in book.positions.values()):
             assert got[("book", account, strategy)]["unrealized_pnl"] == 0.0

@@ -1,0 +1,136 @@
+"""`stratmon report`: every metric at every level from fills files, without InfluxDB."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from collector.config import Settings
+from collector.engine.engine import Engine
+from collector.engine.series import LEVELS, METRIC_FIELDS
+from collector.ingest import accepted_fills
+from collector.intake import Intake
+from collector.model import Fill, FillValidator, Mark, RejectedRecord, validate_mark
+from collector.sources.deadletter import DeadLetter
+from collector.sources.records import detect_format, iter_file
+
+TABLE_COLUMNS = (
+    "equity",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "max_drawdown",
+    "return_cum",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "sharpe",
+    "sortino",
+    "fills",
+)
+
+
+@dataclass
+class Report:
+    engine: Engine
+    accepted: int
+    rejected: int
+    duplicates: int
+    marks: int
+    dead_letter: DeadLetter
+
+    def levels(self, level: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        return self.engine.rows(level)
+
+
+def new_engine(settings: Settings) -> Engine:
+    return Engine(settings.capital.accounts, settings.capital.default)
+
+
+def _read_marks(paths: list[str], fmt: str | None, letters: DeadLetter) -> list[Mark]:
+    marks = []
+    for path in paths:
+        for record in iter_file(path, detect_format(path, fmt)):
+            if record.error is not None:
+                letters.add(record.source, record.raw_text, record.error)
+                continue
+            try:
+                marks.append(validate_mark(record.data))
+            except RejectedRecord as exc:
+                letters.add(record.source, record.raw_text, str(exc))
+    return marks
+
+
+def build_report(
+    settings: Settings,
+    paths: list[str],
+    fmt: str | None = None,
+    marks_paths: list[str] | None = None,
+    dead_letter: Path | None = None,
+) -> Report:
+    """Validate like ingest, then replay fills and marks in time order through the engine."""
+    letters = DeadLetter(dead_letter or settings.ingest.dead_letter)
+    intake = Intake(FillValidator(settings.ingest.max_future_skew), letters, settings.ingest.dedupe_window)
+    formats = [detect_format(path, fmt) for path in paths]
+    try:
+        events: list[Fill | Mark] = list(accepted_fills(intake, paths, formats))
+        marks = _read_marks(marks_paths or [], fmt, letters)
+        events.extend(marks)
+    finally:
+        letters.close()
+    events.sort(key=lambda event: event.ts)  # stable: equal times keep file order
+    engine = new_engine(settings)
+    for event in events:
+        if isinstance(event, Fill):
+            engine.on_fill(event)
+        else:
+            engine.on_mark(event)
+    return Report(engine, intake.stats.accepted, intake.stats.rejected, intake.stats.duplicates, len(marks), letters)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
+    return str(value)
+
+
+def render(report: Report, fmt: str, level: str | None) -> str:
+    levels = report.levels(level)
+    if fmt == "json":
+        return json.dumps({"levels": levels}, indent=1) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["level", "account", "strategy", *METRIC_FIELDS])
+        writer.writeheader()
+        for name in LEVELS:
+            writer.writerows(levels.get(name, []))
+        return out.getvalue()
+    console = Console(width=None if sys.stdout.isatty() else 200, record=True, file=io.StringIO())
+    for name in LEVELS:
+        if name not in levels:
+            continue
+        table = Table(title=f"{name} ({len(levels[name])})", title_justify="left")
+        for column in ("account", "strategy", *TABLE_COLUMNS):
+            table.add_column(column, justify="left" if column in ("account", "strategy") else "right")
+        for row in levels[name]:
+            table.add_row(*(_cell(row[c]) for c in ("account", "strategy", *TABLE_COLUMNS)))
+        console.print(table)
+    return console.export_text()
+
+
+def rejects_summary(report: Report) -> str | None:
+    if not report.rejected:
+        return None
+    lines = [f"{report.rejected} records rejected (all with reasons in {report.dead_letter.path}), e.g.:"]
+    lines += [f"  {source}: {error}" for source, error in report.dead_letter.samples]
+    return "\n".join(lines)
