@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,21 @@ from collector.store.influxd import DEFAULT_DIR, LocalInfluxd
 from collector.store.reader import QueryError
 
 log = logging.getLogger("stratmon")
+
+
+class JsonFormatter(logging.Formatter):
+    """Structured logs: one JSON object per line (time, level, logger, message, exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -101,6 +117,79 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from collector.run.collector import Collector
+
+    settings = _settings(args)
+    if not settings.sources:
+        raise UserError("nothing to run: the config has no sources (see stratmon.example.yaml, section sources:)")
+    collector = Collector(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: collector.stop())
+    if args.live:
+        from collector.run.live import run_with_live_view
+
+        run_with_live_view(collector, args.duration)
+    else:
+        log.info("stratmon run: %d sources, state in %s", len(collector.sources), settings.state_dir)
+        collector.run(duration=args.duration)
+    counters = collector.counters
+    log.info(
+        "stopped: %d fills in, %d rejected, %d duplicates",
+        counters.fills_in,
+        collector.checker.rejected,
+        counters.fills_duplicate,
+    )
+    return 0
+
+
+def _time_arg(text: str) -> int:
+    from collector.model import RejectedRecord, parse_timestamp
+
+    value: int | str = int(text) if text.isdigit() else text
+    try:
+        return parse_timestamp(value, "time")
+    except RejectedRecord as exc:
+        raise UserError(f"{text!r}: expected an RFC 3339 time (2024-03-01T00:00:00Z) or epoch ns: {exc}") from None
+
+
+def cmd_rollup(args: argparse.Namespace) -> int:
+    from collector.jobs.rollups import Rollup
+    from collector.store.connect import open_reader, open_writer
+
+    settings = _settings(args)
+    start, end = _time_arg(args.start), _time_arg(args.end)
+    if end <= start:
+        raise UserError("--to must be after --from")
+    reader, writer = open_reader(settings), open_writer(settings)
+    try:
+        for width in args.window or settings.jobs.rollups:
+            result = Rollup(settings, width).backfill(reader, writer, start, end)
+            print(f"perf_{width}: {result.windows} windows, {result.points} points")
+    finally:
+        reader.close()
+        writer.close()
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from collector.jobs.scheduler import JOBS
+    from collector.store.connect import open_writer
+
+    if args.action == "list":
+        print("\n".join(JOBS))
+        return 0
+    if args.name not in JOBS:
+        raise UserError(f"unknown job {args.name!r}; jobs: {', '.join(JOBS)}")
+    settings = _settings(args)
+    writer = open_writer(settings)
+    try:
+        print(JOBS[args.name](settings, writer))
+    finally:
+        writer.close()
+    return 0
+
+
 def cmd_influx(args: argparse.Namespace) -> int:
     server = LocalInfluxd(args.dir)
     if args.action == "start":
@@ -119,11 +208,21 @@ def cmd_influx(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML settings file (default: $STRATMON_CONFIG)")
-    common.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    def global_options(defaults: bool) -> argparse.ArgumentParser:
+        # Accepted before and after the command; after it they must not reset what came before.
+        options = argparse.ArgumentParser(add_help=False)
+        default = None if defaults else argparse.SUPPRESS
+        options.add_argument("--config", default=default, help="YAML settings file (default: $STRATMON_CONFIG)")
+        options.add_argument(
+            "--log-level", default=default, help="DEBUG, INFO, WARNING, ERROR (default: INFO for run, else WARNING)"
+        )
+        options.add_argument(
+            "--log-format", choices=["text", "json"], default=default, help="json: one object per line (default text)"
+        )
+        return options
 
-    parser = argparse.ArgumentParser(prog="stratmon", description=__doc__, parents=[common])
+    common = global_options(defaults=False)
+    parser = argparse.ArgumentParser(prog="stratmon", description=__doc__, parents=[global_options(defaults=True)])
     parser.add_argument("--version", action="version", version=f"stratmon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -148,6 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     query.set_defaults(func=cmd_query)
 
+    run = sub.add_parser("run", parents=[common], help="the collector: sources → engine → InfluxDB, jobs")
+    run.add_argument("--duration", type=float, help="stop after this many seconds (default: until SIGTERM)")
+    run.add_argument("--live", action="store_true", help="show the live terminal view")
+    run.set_defaults(func=cmd_run)
+
+    rollup = sub.add_parser("rollup", parents=[common], help="backfill perf_1m/1h/1d between two times")
+    rollup.add_argument("--from", dest="start", required=True, help="RFC 3339 time or epoch ns")
+    rollup.add_argument("--to", dest="end", required=True, help="RFC 3339 time or epoch ns")
+    rollup.add_argument("--window", action="append", choices=["1m", "1h", "1d"], help="default: jobs.rollups")
+    rollup.set_defaults(func=cmd_rollup)
+
+    jobs = sub.add_parser("jobs", parents=[common], help="run one scheduled job now, or list them")
+    jobs.add_argument("action", choices=["run", "list"])
+    jobs.add_argument("name", nargs="?", help="job name (see `stratmon jobs list`)")
+    jobs.set_defaults(func=cmd_jobs)
+
     influx = sub.add_parser("influx", parents=[common], help="a private influxd for tests and the demo")
     influx.add_argument("action", choices=["start", "stop", "status"])
     influx.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"data directory (default {DEFAULT_DIR})")
@@ -158,10 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    level = args.log_level or ("INFO" if args.command == "run" else "WARNING")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+    handler_out = logging.StreamHandler()
+    handler_out.setFormatter(
+        JsonFormatter()
+        if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.WARNING), handlers=[handler_out])
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)

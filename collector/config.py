@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collector.errors import UserError
 from collector.yamlfile import Loc, YamlDocument, describe_validation_error, load_yaml
 
 ENV_PREFIX = "STRATMON_"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 CONFIG_ENV = "STRATMON_CONFIG"
 
 
@@ -75,6 +76,79 @@ class CapitalConfig(_Section):
     )
 
 
+class FileSourceConfig(_Section):
+    type: Literal["file"]
+    name: str = Field("file", pattern=r"^[A-Za-z0-9_.-]+$")
+    paths: list[str] = Field(min_length=1, description="files or globs; new matches are picked up while running")
+    format: Literal["auto", "jsonl", "csv"] = "auto"
+    poll_interval: float = Field(0.1, gt=0, le=60, description="seconds between looks for new data")
+    batch_lines: int = Field(2000, ge=1, le=100_000, description="records per batch handed to the engine")
+
+
+class HttpSourceConfig(_Section):
+    type: Literal["http"]
+    name: str = Field("http", pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = "127.0.0.1"
+    port: int = Field(8470, ge=0, le=65535, description="0 picks a free port")
+    auth: Literal["bearer", "none"] = Field("bearer", description="none is only allowed on a loopback host")
+    token_env: str = Field("STRATMON_HTTP_TOKEN", description="environment variable holding the bearer token")
+    token_file: Path | None = Field(None, description="file holding the bearer token (a mounted secret)")
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="larger requests get 413")
+    max_records: int = Field(10_000, ge=1, description="records per request; more gets 413")
+    max_connections: int = Field(256, ge=1, description="concurrent connections; more get 503")
+
+    @model_validator(mode="after")
+    def _no_open_intake_off_loopback(self) -> HttpSourceConfig:
+        if self.auth == "none" and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(f"auth: none is only allowed with host 127.0.0.1/::1/localhost, not {self.host!r}")
+        return self
+
+
+class SimulatorSourceConfig(_Section):
+    type: Literal["simulator"]
+    name: str = Field("simulator", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 7
+    accounts: int = Field(4, ge=1, le=1000)
+    strategies: int = Field(31, ge=1, le=31, description="how many of the 31 named strategies run")
+    symbols: int = Field(24, ge=1, le=200)
+    speed: float = Field(1.0, gt=0, le=1_000_000, description="simulated seconds per wall second")
+    backfill: float = Field(
+        0.0, ge=0, description="seconds of history to simulate first (the clock starts this far in the past)"
+    )
+    max_rate: float = Field(5000.0, gt=0, description="fills per wall second at most; the clock slows to keep it")
+    activity: float = Field(1.0, gt=0, description="scales every strategy's trade frequency")
+    tick: float = Field(0.05, gt=0, le=5, description="wall seconds per simulation step")
+
+
+SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig | SimulatorSourceConfig, Field(discriminator="type")]
+
+
+class RunConfig(_Section):
+    instance: str = Field("", description="`instance` tag of collector self-metrics; empty = host name")
+    queue_batches: int = Field(64, ge=1, le=100_000, description="batches between sources and engine (backpressure)")
+    flush_interval: float = Field(0.25, gt=0, le=60, description="seconds between perf writes of changed series")
+    health_interval: float = Field(5.0, gt=0, le=3600, description="seconds between collector self-metric points")
+    snapshot_interval: float = Field(5.0, gt=0, le=3600, description="seconds between engine checkpoints")
+    timestamp_memory: int = Field(100_000, ge=1000, description="recent fill timestamps kept to keep them unique")
+
+
+RollupWidth = Literal["1m", "1h", "1d"]
+
+
+def _all_rollups() -> list[RollupWidth]:
+    return ["1m", "1h", "1d"]
+
+
+class JobsConfig(_Section):
+    enabled: bool = True
+    rollups: list[RollupWidth] = Field(default_factory=_all_rollups, description="which perf_* rollups run")
+    rollup_every: float = Field(30.0, gt=0, description="seconds between rollup runs")
+    lateness: float = Field(
+        60.0, ge=0, description="seconds a window stays open after the newest perf point passes its end"
+    )
+    max_windows_per_query: int = Field(1440, ge=1, description="windows computed per query while catching up")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -88,6 +162,17 @@ class Settings(BaseSettings):
     spool: SpoolConfig = SpoolConfig()
     ingest: IngestConfig = IngestConfig()
     capital: CapitalConfig = CapitalConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+    run: RunConfig = RunConfig()
+    jobs: JobsConfig = JobsConfig()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [source.name for source in sources]
+        if dupes := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"source names must be unique (checkpoints are kept per name): {', '.join(dupes)}")
+        return sources
 
     @classmethod
     def settings_customise_sources(

@@ -66,6 +66,28 @@ def load_yaml(path: str | Path) -> YamlDocument:
     return YamlDocument(name, {} if data is None else data, lines)
 
 
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def _without_tags(loc: Loc, doc: YamlDocument | None) -> Loc:
+    """Drop the discriminator tag pydantic puts in the loc of a tagged union member (it is not a key)."""
+    if doc is None:
+        return loc
+    node: Any = doc.data
+    kept: list[str | int] = []
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        kept.append(part)
+        node = _child(node, part)
+    return tuple(kept)
+
+
 def describe_validation_error(
     exc: ValidationError, doc: YamlDocument | None, env_names: dict[Loc, str] | None = None
 ) -> str:
@@ -76,8 +98,7 @@ def describe_validation_error(
     """
     messages = []
     for err in exc.errors():
-        loc: Loc = tuple(str(p) if not isinstance(p, int) else p for p in err["loc"])
-        # pydantic puts the discriminator tag in the loc of union members; it is not a key
+        loc: Loc = _without_tags(tuple(str(p) if not isinstance(p, int) else p for p in err["loc"]), doc)
         key = ".".join(str(p) for p in loc)
         env = (env_names or {}).get(loc)
         if env is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector.config import Settings, load_settings
+from collector.config import FileSourceConfig, HttpSourceConfig, Settings, SimulatorSourceConfig, load_settings
 from collector.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +26,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_example_file_documents_every_key_and_holds_the_defaults() -> None:
     example = load_settings(ROOT / "stratmon.example.yaml")
     defaults = Settings()
-    assert example == defaults
-    raw = yaml.safe_load((ROOT / "stratmon.example.yaml").read_text())
+    assert example.model_copy(update={"sources": []}) == defaults
+    assert [source.type for source in example.sources] == ["simulator"]
+    assert example.sources[0] == SimulatorSourceConfig(type="simulator")
+    text = (ROOT / "stratmon.example.yaml").read_text()
+    for kind in (FileSourceConfig, HttpSourceConfig, SimulatorSourceConfig):  # the other kinds: commented out
+        for key in kind.model_fields:
+            assert f" {key}:" in text, (kind.__name__, key)
+    raw = yaml.safe_load(text)
     for section, model in Settings.model_fields.items():
         assert section in raw, section
         annotation = model.annotation
@@ -105,3 +111,29 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"stratmon: error: {path}:2: influx.timeout: got -3; expected: Input should be greater than 0"
     ]
+
+
+def test_source_mistakes_name_the_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("sources:\n  - type: simulator\n    speed: fast\n")
+    with pytest.raises(UserError) as error:
+        load_settings(path)
+    assert f"{path}:3" in str(error.value) and "speed" in str(error.value)
+    path.write_text("sources:\n  - type: kafka\n")
+    with pytest.raises(UserError, match=r"file|http|simulator"):
+        load_settings(path)
+    path.write_text("sources:\n  - {type: http, host: 0.0.0.0, auth: none}\n")
+    with pytest.raises(UserError, match="only allowed"):
+        load_settings(path)
+    path.write_text("sources:\n  - {type: simulator}\n  - {type: simulator}\n")
+    with pytest.raises(UserError, match="unique"):
+        load_settings(path)
+
+
+def test_run_without_sources_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"state_dir: {tmp_path}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "run", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "no sources" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,1 @@
+"""`stratmon run`: the long-running collector (sources → engine → InfluxDB, jobs, checkpoints)."""

@@ -1,0 +1,242 @@
+"""The collector: sources → bounded queue → engine (this thread) → writer, with checkpoints and jobs.
+
+One thread owns the engine, so metric state needs no locks. Every `run.flush_interval` it
+writes `perf` points for the series that changed and waits until the writer has made them
+durable; the wait is what end-to-end latency measures (batch receipt → durable perf point).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collector.config import Settings
+from collector.engine.engine import Engine
+from collector.engine.series import Series
+from collector.intake import RecentIds
+from collector.model import Fill, FillValidator
+from collector.run import checkpoint
+from collector.run.checkpoint import Checkpoint, Counters
+from collector.run.health import LatencyWindow
+from collector.sources.base import Batch, Checker, Outlet, Source
+from collector.sources.deadletter import DeadLetter
+from collector.sources.registry import build_sources
+from collector.store.connect import open_writer
+from collector.store.lineproto import UniqueTimestamps, fill_line, point
+from collector.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+TAGS = ("level", "account", "strategy")
+
+
+def perf_line(row: dict[str, Any], ts_ns: int) -> str:
+    """A `perf` point from an engine row (undefined metrics are left out)."""
+    return point("perf", {k: row[k] for k in TAGS}, {k: v for k, v in row.items() if k not in TAGS}, ts_ns)
+
+
+class Collector:
+    def __init__(self, settings: Settings, sources: list[Source] | None = None) -> None:
+        self.settings = settings
+        run = settings.run
+        self.instance = run.instance or socket.gethostname()
+        self.stopping = threading.Event()
+        self.outlet = Outlet(run.queue_batches, self.stopping)
+        self.outlet.problem = self.problem
+        self.dead_letter = DeadLetter(settings.ingest.dead_letter)
+        self.checker = Checker(FillValidator(settings.ingest.max_future_skew), self.dead_letter)
+        self.sources = sources if sources is not None else build_sources(settings.sources)
+        self.snapshot_path = Path(settings.state_dir) / "collector" / "checkpoint.pickle"
+        self.state = self._restore()
+        self.latency = LatencyWindow()
+        self.on_flush: list[Callable[[Collector], None]] = []  # e.g. the live view; runs in the engine thread
+        self.writer: Writer | None = None
+        self.started_at = time.monotonic()
+        self.error: BaseException | None = None
+        self._pending: list[tuple[int, int]] = []  # (received_ns, fills) since the last durable flush
+        self._done = threading.Event()
+
+    @property
+    def engine(self) -> Engine:
+        return self.state.engine
+
+    @property
+    def counters(self) -> Counters:
+        return self.state.counters
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def _restore(self) -> Checkpoint:
+        try:
+            saved = checkpoint.load(self.snapshot_path)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
+            moved = self.snapshot_path.with_suffix(".unreadable")
+            self.snapshot_path.replace(moved)
+            log.warning("checkpoint %s is unreadable (%s); moved to %s, starting fresh", self.snapshot_path, exc, moved)
+            saved = None
+        if saved is None:
+            capital = self.settings.capital
+            return Checkpoint(
+                engine=Engine(capital.accounts, capital.default),
+                seen=RecentIds(self.settings.ingest.dedupe_window),
+                stamps=UniqueTimestamps(self.settings.run.timestamp_memory),
+            )
+        capital = self.settings.capital  # capital may have been edited since the checkpoint
+        saved.engine.capital_by_account, saved.engine.default_capital = dict(capital.accounts), capital.default
+        log.info("continuing from checkpoint %s (%d fills so far)", self.snapshot_path, saved.counters.fills_in)
+        return saved
+
+    def stop(self) -> None:
+        """Ask the run to end (signal handlers call this): drain, flush, checkpoint, return."""
+        self.stopping.set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def problem(self) -> str | None:
+        """Why the collector is not ready to take input, or None."""
+        if self.stopping.is_set():
+            return "stopping"
+        if self.writer is None:
+            return "starting"
+        if self.error is not None:
+            return f"failed: {self.error}"
+        return None
+
+    def run(self, duration: float | None = None, started: Callable[[], None] | None = None) -> None:
+        """Run until `stop()` (or `duration` seconds); always drains, flushes and checkpoints on the way out."""
+        self.writer = open_writer(self.settings)
+        from collector.jobs.scheduler import start_scheduler
+
+        scheduler = start_scheduler(self.settings, self.writer) if self.settings.jobs.enabled else None
+        try:
+            for source in self.sources:
+                source.restore(self.state.tokens.get(source.name))
+                source.start(self.outlet, self.checker)
+            if started is not None:
+                started()
+            self._loop(None if duration is None else time.monotonic() + duration)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.stopping.set()
+            for source in self.sources:
+                source.stop()
+            try:
+                if self.error is None:
+                    self._drain()
+            finally:
+                if scheduler is not None:
+                    scheduler.shutdown(wait=True)
+                self.writer.close()
+                self.dead_letter.close()
+                self._done.set()
+
+    # ---- engine thread ------------------------------------------------------------------------
+    def _loop(self, deadline: float | None) -> None:
+        run = self.settings.run
+        now = time.monotonic()
+        next_flush, next_health, next_snapshot = now + run.flush_interval, now + run.health_interval, now
+        next_snapshot += run.snapshot_interval
+        get = self.outlet.queue.get
+        while not self.stopping.is_set():
+            with contextlib.suppress(queue.Empty):
+                self._process(get(timeout=max(0.0, next_flush - time.monotonic())))
+            now = time.monotonic()
+            if now >= next_flush:
+                self._flush()
+                next_flush = now + run.flush_interval
+                if now >= next_health:
+                    self._write_health()
+                    next_health = now + run.health_interval
+                if now >= next_snapshot:
+                    self._checkpoint()
+                    next_snapshot = now + run.snapshot_interval
+            if deadline is not None and now >= deadline:
+                break
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._process(self.outlet.queue.get_nowait())
+            except queue.Empty:
+                break
+        self._flush()
+        self._write_health()
+        self._checkpoint()
+
+    def _process(self, batch: Batch) -> None:
+        engine, writer, seen, stamps = self.engine, self.writer, self.state.seen, self.state.stamps
+        assert writer is not None
+        counters = self.counters
+        fills = 0
+        for event in batch.events:
+            if type(event) is Fill:
+                if not seen.add((event.account, event.fill_id)):
+                    counters.fills_duplicate += 1
+                    continue
+                result = engine.on_fill(event)
+                series = f"{event.account}|{event.strategy}|{event.symbol}|{event.side}"
+                ts = stamps.assign(series, event.ts, event.fill_id)
+                writer.write(fill_line(event, ts, result.realized_pnl))
+                fills += 1
+            else:
+                engine.on_mark(event)  # type: ignore[arg-type]
+                counters.marks_in += 1
+        counters.fills_in += fills
+        if batch.token is not None:
+            self.state.tokens[batch.source] = batch.token
+        self.latency.lag((time.perf_counter_ns() - batch.received_ns) / 1e6)
+        self._pending.append((batch.received_ns, fills))
+
+    def _flush(self) -> None:
+        """Perf points of changed series, then wait until everything written so far is durable."""
+        writer = self.writer
+        assert writer is not None
+        changed: set[Series] = self.engine.take_changed()
+        ts = self.engine.clock_ns
+        for series in changed:
+            writer.write(perf_line(self.engine.row(series), ts))
+        self.counters.perf_points += len(changed)
+        if not changed and not self._pending:
+            return
+        writer.flush()
+        durable = time.perf_counter_ns()
+        for received, fills in self._pending:
+            self.latency.add((durable - received) / 1e6, fills)
+        self._pending = []
+        for callback in self.on_flush:
+            callback(self)
+
+    def _write_health(self) -> None:
+        writer = self.writer
+        assert writer is not None
+        stats = writer.stats
+        fields: dict[str, Any] = {
+            "fills_in": self.counters.fills_in,
+            "fills_rejected": self.checker.rejected,
+            "fills_duplicate": self.counters.fills_duplicate,
+            "marks_in": self.counters.marks_in,
+            "queue_depth": self.outlet.depth(),
+            "write_errors": stats.write_errors,
+            "spooled_points": max(0, stats.spooled - stats.replayed),
+            "perf_points": self.counters.perf_points,
+            "series": len(self.engine.series),
+        }
+        fields.update(self.latency.take())
+        writer.write(point("collector", {"instance": self.instance}, fields, time.time_ns()))
+        self.checker.flush()
+
+    def _checkpoint(self) -> None:
+        assert self.writer is not None
+        self.writer.flush()  # everything the checkpoint covers must be durable first
+        size = checkpoint.save(self.snapshot_path, self.state)
+        log.debug("checkpoint %s: %d bytes", self.snapshot_path, size)

@@ -1,0 +1,120 @@
+"""What every live source shares: the batch it hands over, its interface, and record checking.
+
+Sources run in their own threads and hand validated events to the engine through one bounded
+queue (`Outlet`), so a slow engine or InfluxDB pushes back on the sources instead of growing
+memory. Duplicates are dropped later, in the engine thread, so that the de-duplication memory
+and the checkpoint always describe the same set of processed events.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.model import Fill, FillValidator, Mark, RejectedRecord, validate_mark
+from collector.sources.deadletter import DeadLetter
+from collector.sources.records import RawRecord
+
+Event = Fill | Mark
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one source in arrival order, and the source's position after them (its checkpoint)."""
+
+    source: str
+    events: list[Event]
+    received_ns: int = field(default_factory=time.perf_counter_ns)  # for end-to-end latency
+    token: Any = None
+
+
+class Outlet:
+    """The bounded hand-over to the engine; `put` blocks (backpressure) until there is room or we stop."""
+
+    def __init__(self, max_batches: int, stopping: threading.Event) -> None:
+        self.queue: queue.Queue[Batch] = queue.Queue(maxsize=max_batches)
+        self.stopping = stopping
+        self.problem: Callable[[], str | None] = lambda: None  # why the consumer cannot take input now
+
+    def put(self, batch: Batch) -> bool:
+        """False when the collector is stopping and the batch was not taken."""
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(batch, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def offer(self, batch: Batch) -> bool:
+        """Put without waiting (HTTP intake answers 503 instead of holding the request)."""
+        try:
+            self.queue.put_nowait(batch)
+            return True
+        except queue.Full:
+            return False
+
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+
+class Checker:
+    """Validation shared by source threads: a valid event, or a dead letter with the reason."""
+
+    def __init__(self, validator: FillValidator, dead_letter: DeadLetter) -> None:
+        self.validator = validator
+        self.dead_letter = dead_letter
+        self.rejected = 0
+        self._lock = threading.Lock()
+
+    def fill(self, record: RawRecord, now_ns: int) -> Fill | str:
+        """The fill, or the reason it was rejected (already dead-lettered)."""
+        if record.error is not None:
+            return self.reject(record, record.error)
+        try:
+            return self.validator.validate(record.data, now_ns)
+        except RejectedRecord as exc:
+            return self.reject(record, str(exc))
+
+    def mark(self, record: RawRecord) -> Mark | str:
+        if record.error is not None:
+            return self.reject(record, record.error)
+        try:
+            return validate_mark(record.data)
+        except RejectedRecord as exc:
+            return self.reject(record, str(exc))
+
+    def reject(self, record: RawRecord, reason: str) -> str:
+        with self._lock:
+            self.rejected += 1
+            self.dead_letter.add(record.source, record.raw_text, reason)
+        return reason
+
+    def flush(self) -> None:
+        with self._lock:
+            self.dead_letter.flush()
+
+
+class Source(ABC):
+    """A live source of fills and marks. `restore` runs before `start`, with the last checkpoint token."""
+
+    name: str
+
+    def restore(self, token: Any) -> None:  # noqa: B027 - most sources have no position to restore
+        """Continue after `token` (what the last processed batch of this source carried)."""
+
+    @abstractmethod
+    def start(self, outlet: Outlet, checker: Checker) -> None:
+        """Begin producing batches from a thread of its own."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop producing and wait for the thread to end (batches already handed over stay valid)."""
+
+    def ready(self) -> bool:
+        return True

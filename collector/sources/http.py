@@ -1,0 +1,213 @@
+"""`http` source: an intake API (FastAPI on uvicorn) for fills and marks.
+
+POST /v1/fills and /v1/marks take a JSON array or NDJSON. Each record is validated on arrival;
+the answer lists what was accepted and every rejected record's index and reason (rejects also
+go to the dead-letter file). A 200 means "validated and queued": duplicates are dropped later
+by the engine, so a client that is unsure whether a request landed simply sends it again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from collector.config import HttpSourceConfig
+from collector.errors import UserError
+from collector.model import Fill, Mark
+from collector.sources.base import Batch, Checker, Event, Outlet, Source
+from collector.sources.records import RawRecord, decode_json_line
+
+log = logging.getLogger(__name__)
+
+MIN_TOKEN_LENGTH = 16
+RETRY_AFTER_S = "1"
+
+_RECORDS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON object per line"}},
+        },
+    },
+    "responses": {
+        "401": {"description": "missing or wrong bearer token"},
+        "413": {"description": "body or record count over the limit"},
+        "503": {"description": "intake queue full: retry after the Retry-After header's seconds"},
+    },
+}
+
+
+def resolve_token(config: HttpSourceConfig) -> str | None:
+    """The bearer token from the environment or a secret file; None only for `auth: none`."""
+    if config.auth == "none":
+        return None
+    token = os.environ.get(config.token_env, "").strip()
+    if not token and config.token_file is not None:
+        try:
+            token = config.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(f"sources.{config.name}.token_file: cannot read {config.token_file}: {exc}") from None
+    if not token:
+        raise UserError(
+            f"sources.{config.name}: the HTTP intake needs a bearer token: set {config.token_env} or token_file "
+            "(or auth: none on a loopback host)"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise UserError(f"sources.{config.name}: the bearer token is shorter than {MIN_TOKEN_LENGTH} characters")
+    return token
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class HttpSource(Source):
+    def __init__(self, config: HttpSourceConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self.token = resolve_token(config)
+        self.accepted = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.servers, "not started"
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    def start(self, outlet: Outlet, checker: Checker) -> None:
+        app = build_app(self, outlet, checker)
+        config = uvicorn.Config(
+            app,
+            host=self.config.host,
+            port=self.config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            limit_concurrency=self.config.max_connections,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"source-{self.name}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise UserError(f"sources.{self.name}: cannot listen on {self.config.host}:{self.config.port}")
+            time.sleep(0.01)
+        log.info("HTTP intake listening on http://%s:%d", self.config.host, self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def ready(self) -> bool:
+        return self._server is not None and self._server.started
+
+
+def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
+    config = source.config
+    app = FastAPI(title="stratmon intake", version="1", docs_url=None, redoc_url=None)
+
+    def unauthorized(request: Request) -> Response | None:
+        if source.token is None:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), source.token.encode()):
+            return JSONResponse(
+                {"detail": "missing or wrong bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return None
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise _TooLarge
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def split_records(body: bytes, client: str) -> list[RawRecord] | str:
+        """Records of a JSON array or of NDJSON, or the reason the body as a whole is unreadable."""
+        text = body.lstrip()
+        if text.startswith(b"["):
+            try:
+                items = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return f"invalid JSON array: {exc}"
+            if not isinstance(items, list):
+                return "expected a JSON array or NDJSON"
+            return [RawRecord(f"{client}#{i}", orjson.dumps(item), item) for i, item in enumerate(items)]
+        lines = [line.strip() for line in body.split(b"\n")]
+        return [decode_json_line(line, f"{client}#{i}") for i, line in enumerate(line for line in lines if line)]
+
+    async def intake(request: Request, kind: str) -> Response:
+        denied = unauthorized(request)
+        if denied is not None:
+            return denied
+        if outlet.queue.full() or outlet.stopping.is_set():
+            return _busy()
+        try:
+            body = await read_body(request)
+        except _TooLarge:
+            return JSONResponse({"detail": f"body over {config.max_body_bytes} bytes"}, 413)
+        client = f"{source.name}:{request.client.host if request.client else '?'}"
+        records = split_records(body, client)
+        if isinstance(records, str):
+            return JSONResponse({"detail": records}, 400)
+        if len(records) > config.max_records:
+            return JSONResponse({"detail": f"{len(records)} records; at most {config.max_records} per request"}, 413)
+        events: list[Event] = []
+        rejected: list[dict[str, Any]] = []
+        now_ns = time.time_ns()
+        for index, record in enumerate(records):
+            result: Fill | Mark | str = checker.fill(record, now_ns) if kind == "fills" else checker.mark(record)
+            if isinstance(result, str):
+                rejected.append({"index": index, "error": result})
+            else:
+                events.append(result)
+        if events and not outlet.offer(Batch(source.name, events)):
+            return _busy()
+        source.accepted += len(events)
+        return JSONResponse({"accepted": len(events), "rejected": rejected, "errors": bool(rejected)})
+
+    @app.post("/v1/fills", openapi_extra=_RECORDS_BODY, summary="Submit fills (JSON array or NDJSON)")
+    async def post_fills(request: Request) -> Response:
+        return await intake(request, "fills")
+
+    @app.post("/v1/marks", openapi_extra=_RECORDS_BODY, summary="Submit mark prices (JSON array or NDJSON)")
+    async def post_marks(request: Request) -> Response:
+        return await intake(request, "marks")
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready to take fills: engine running, queue not full, InfluxDB writes healthy")
+    async def readyz() -> Response:
+        problem = outlet.problem() or ("intake queue full" if outlet.queue.full() else None)
+        if problem:
+            return JSONResponse({"status": "unavailable", "reason": problem}, 503, headers={"Retry-After": "5"})
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+def _busy() -> Response:
+    return JSONResponse({"detail": "intake queue is full; retry later"}, 503, headers={"Retry-After": RETRY_AFTER_S})
