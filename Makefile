@@ -33,6 +33,8 @@ demo: $(STAMP) influxd
 
 bench: $(STAMP) influxd
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/latency.py
 
 clean:
 	rm -rf $(VENV) .stratmon .pytest_cache .mypy_cache .ruff_cache

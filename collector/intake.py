@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from collector.model import Fill, FillValidator, RejectedRecord
@@ -17,6 +18,13 @@ class RecentIds:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def oldest_first(self) -> Iterator[tuple[str, str]]:
+        """The remembered pairs, oldest first."""
+        return iter(self._seen)
 
     def add(self, key: tuple[str, str]) -> bool:
         """True when new."""

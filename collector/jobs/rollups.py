@@ -28,7 +28,7 @@ import pandas as pd
 from collector.config import Settings
 from collector.model import NS
 from collector.store.lineproto import point
-from collector.store.reader import Reader
+from collector.store.reader import QueryError, Reader
 from collector.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,12 @@ class Rollup:
 
 def _edge_time(reader: Reader, selector: str) -> int | None:
     """Time of the oldest (`first`) or newest (`last`) perf point of the portfolio series."""
-    frame = reader.query(f'SELECT {selector}("fills") FROM "perf" WHERE "level" = \'portfolio\'')
+    try:
+        frame = reader.query(f'SELECT {selector}("fills") FROM "perf" WHERE "level" = \'portfolio\'')
+    except QueryError as exc:
+        if "database not found" in str(exc):  # nothing written yet
+            return None
+        raise
     if frame.empty:
         return None
     return int(frame.index[0].value)

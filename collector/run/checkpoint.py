@@ -1,10 +1,11 @@
 """Engine checkpoints: everything needed to continue after a restart, written atomically.
 
 A checkpoint is taken only right after the writer has made every earlier point durable
-(acknowledged by InfluxDB or in the disk spool), and it stores each source's position as of
-the last batch the engine processed. After kill -9 the sources resume from those positions:
-events after the checkpoint are processed again, and their points (same deterministic
-timestamps) overwrite the ones already written, so nothing is lost and nothing is doubled.
+(acknowledged by InfluxDB or in the disk spool). It stores each source's position as of the
+last batch the engine processed and how far the duplicate-id journal reached. After kill -9
+the sources resume from those positions: events after the checkpoint are processed again, and
+their points (same deterministic timestamps) overwrite the ones already written, so nothing
+is lost and nothing is doubled.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from collector.engine.engine import Engine
-from collector.intake import RecentIds
 from collector.store.lineproto import UniqueTimestamps
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -33,8 +33,8 @@ class Counters:
 @dataclass
 class Checkpoint:
     engine: Engine
-    seen: RecentIds
     stamps: UniqueTimestamps
+    seen_position: tuple[int, int] | None = None  # the duplicate-id journal (collector.run.seen)
     tokens: dict[str, Any] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     version: int = FORMAT_VERSION

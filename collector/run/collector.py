@@ -21,11 +21,11 @@ from typing import Any
 from collector.config import Settings
 from collector.engine.engine import Engine
 from collector.engine.series import Series
-from collector.intake import RecentIds
 from collector.model import Fill, FillValidator
 from collector.run import checkpoint
 from collector.run.checkpoint import Checkpoint, Counters
 from collector.run.health import LatencyWindow
+from collector.run.seen import SeenIds
 from collector.sources.base import Batch, Checker, Outlet, Source
 from collector.sources.deadletter import DeadLetter
 from collector.sources.registry import build_sources
@@ -56,6 +56,9 @@ class Collector:
         self.sources = sources if sources is not None else build_sources(settings.sources)
         self.snapshot_path = Path(settings.state_dir) / "collector" / "checkpoint.pickle"
         self.state = self._restore()
+        self.seen = SeenIds(self.snapshot_path.parent, settings.ingest.dedupe_window)
+        self.seen.restore(self.state.seen_position)
+        self.checkpoint_ms = 0.0
         self.latency = LatencyWindow()
         self.on_flush: list[Callable[[Collector], None]] = []  # e.g. the live view; runs in the engine thread
         self.writer: Writer | None = None
@@ -85,7 +88,6 @@ class Collector:
             capital = self.settings.capital
             return Checkpoint(
                 engine=Engine(capital.accounts, capital.default),
-                seen=RecentIds(self.settings.ingest.dedupe_window),
                 stamps=UniqueTimestamps(self.settings.run.timestamp_memory),
             )
         capital = self.settings.capital  # capital may have been edited since the checkpoint
@@ -138,6 +140,7 @@ class Collector:
                     scheduler.shutdown(wait=True)
                 self.writer.close()
                 self.dead_letter.close()
+                self.seen.close()
                 self._done.set()
 
     # ---- engine thread ------------------------------------------------------------------------
@@ -174,13 +177,13 @@ class Collector:
         self._checkpoint()
 
     def _process(self, batch: Batch) -> None:
-        engine, writer, seen, stamps = self.engine, self.writer, self.state.seen, self.state.stamps
+        engine, writer, seen, stamps = self.engine, self.writer, self.seen, self.state.stamps
         assert writer is not None
         counters = self.counters
         fills = 0
         for event in batch.events:
             if type(event) is Fill:
-                if not seen.add((event.account, event.fill_id)):
+                if not seen.add(event.account, event.fill_id):
                     counters.fills_duplicate += 1
                     continue
                 result = engine.on_fill(event)
@@ -230,6 +233,7 @@ class Collector:
             "spooled_points": max(0, stats.spooled - stats.replayed),
             "perf_points": self.counters.perf_points,
             "series": len(self.engine.series),
+            "checkpoint_ms": self.checkpoint_ms,
         }
         fields.update(self.latency.take())
         writer.write(point("collector", {"instance": self.instance}, fields, time.time_ns()))
@@ -237,6 +241,9 @@ class Collector:
 
     def _checkpoint(self) -> None:
         assert self.writer is not None
+        started = time.perf_counter()
         self.writer.flush()  # everything the checkpoint covers must be durable first
+        self.state.seen_position = self.seen.durable_position()
         size = checkpoint.save(self.snapshot_path, self.state)
-        log.debug("checkpoint %s: %d bytes", self.snapshot_path, size)
+        self.checkpoint_ms = (time.perf_counter() - started) * 1000
+        log.debug("checkpoint %s: %d bytes in %.1f ms", self.snapshot_path, size, self.checkpoint_ms)

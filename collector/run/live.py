@@ -138,5 +138,6 @@ def run_with_live_view(collector: Collector, duration: float | None, console: Co
             live.update(render(feed.snapshot, time.monotonic() - started, duration))
             worker.join(0.25)
         live.update(render(feed.snapshot, time.monotonic() - started, duration))
+    (console or Console()).print()
     if failure:
         raise failure[0]

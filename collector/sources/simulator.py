@@ -37,16 +37,16 @@ class Archetype:
 
 
 ARCHETYPES: dict[str, Archetype] = {
-    "trend": Archetype(6, 4 * 3600, 4.0, 1.5, 40, 0.03, 2),
-    "meanrev": Archetype(30, 1800, 1.6, 1.0, 25, 0.05, 2),
-    "mm": Archetype(300, 90, 0.5, -0.4, 3, 0.02, 1),
-    "statarb": Archetype(60, 1200, 1.0, 0.8, 12, 0.06, 3),
-    "breakout": Archetype(8, 2 * 3600, 3.5, 2.0, 50, 0.08, 2),
-    "momentum": Archetype(12, 5400, 2.2, 1.2, 35, 0.05, 2),
-    "pairs": Archetype(20, 3600, 1.3, 0.9, 20, 0.04, 2),
-    "carry": Archetype(2, 12 * 3600, 6.0, 1.0, 80, 0.02, 1),
-    "news": Archetype(5, 900, 5.0, 4.0, 8, 0.10, 3),
-    "volarb": Archetype(15, 2700, 1.4, 1.1, 30, 0.04, 2),
+    "trend": Archetype(6, 4 * 3600, 8.0, 1.5, 40, 0.03, 2),
+    "meanrev": Archetype(30, 1800, 3.5, 1.0, 25, 0.05, 2),
+    "mm": Archetype(300, 90, 1.0, -0.4, 3, 0.02, 1),
+    "statarb": Archetype(60, 1200, 2.5, 0.8, 12, 0.06, 3),
+    "breakout": Archetype(8, 2 * 3600, 7.0, 2.0, 50, 0.08, 2),
+    "momentum": Archetype(12, 5400, 5.0, 1.2, 35, 0.05, 2),
+    "pairs": Archetype(20, 3600, 3.0, 0.9, 20, 0.04, 2),
+    "carry": Archetype(2, 12 * 3600, 10.0, 1.0, 80, 0.02, 1),
+    "news": Archetype(5, 900, 10.0, 4.0, 8, 0.10, 3),
+    "volarb": Archetype(15, 2700, 3.5, 1.1, 30, 0.04, 2),
 }
 
 # (strategy name, archetype): 31 strategies, as on the desk.
