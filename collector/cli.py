@@ -190,6 +190,52 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grafana(args: argparse.Namespace) -> int:
+    from collector.grafana.build import build, stale
+    from collector.grafana.checker import check_directory
+
+    rules = args.rules or _settings(args).alerts.rules
+    if args.action == "build":
+        for path in build(rules, args.out):
+            print(path)
+    else:
+        outdated = stale(rules, args.out)
+        if outdated:
+            raise RunFailed(f"out of date with {rules} (run `stratmon grafana build`): {', '.join(outdated)}")
+    problems = check_directory(args.out / "provisioning" / "alerting")
+    if problems:
+        raise RunFailed("Grafana would reject the provisioning files:\n  " + "\n  ".join(problems))
+    print("provisioning files are valid" + (" and up to date" if args.action == "check" else ""))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from collector.alerts.notify.dispatcher import build_notifiers
+    from collector.alerts.rules import load_rules
+
+    path = args.rules or _settings(args).alerts.rules
+    rules = load_rules(path)
+    table = Table(title=str(path))
+    for column in ("rule", "level", "kind", "condition", "severity", "for", "notify", "delivery"):
+        table.add_column(column)
+    for rule in rules.rules:
+        table.add_row(
+            rule.name,
+            rule.level,
+            rule.kind,
+            rule.describe(),
+            rule.severity,
+            f"{rule.for_:g}s",
+            ",".join(rule.notify),
+            ("collector" if rule.fast_path else "grafana") + (" + grafana" if rule.fast_path and rule.grafana else ""),
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    _, problems = build_notifiers(rules)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
 def cmd_influx(args: argparse.Namespace) -> int:
     server = LocalInfluxd(args.dir)
     if args.action == "start":
@@ -262,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("action", choices=["run", "list"])
     jobs.add_argument("name", nargs="?", help="job name (see `stratmon jobs list`)")
     jobs.set_defaults(func=cmd_jobs)
+
+    grafana = sub.add_parser("grafana", parents=[common], help="build or check Grafana provisioning files")
+    grafana.add_argument("action", choices=["build", "check"], help="check: committed files equal a fresh build")
+    grafana.add_argument("--rules", type=Path, help="alert rules file (default: alerts.rules of the config)")
+    grafana.add_argument("--out", type=Path, default=Path("grafana"), help="output directory (default grafana/)")
+    grafana.set_defaults(func=cmd_grafana)
+
+    alerts = sub.add_parser("alerts", parents=[common], help="validate and list the alert rules")
+    alerts.add_argument("action", choices=["check"])
+    alerts.add_argument("--rules", type=Path, help="alert rules file (default: alerts.rules of the config)")
+    alerts.set_defaults(func=cmd_alerts)
 
     influx = sub.add_parser("influx", parents=[common], help="a private influxd for tests and the demo")
     influx.add_argument("action", choices=["start", "stop", "status"])

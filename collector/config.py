@@ -149,6 +149,11 @@ class JobsConfig(_Section):
     max_windows_per_query: int = Field(1440, ge=1, description="windows computed per query while catching up")
 
 
+class AlertsConfig(_Section):
+    enabled: bool = True
+    rules: Path = Field(Path("rules/alerts.yaml"), description="alert rules and notifiers (YAML)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -165,6 +170,7 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = Field(default_factory=list)
     run: RunConfig = RunConfig()
     jobs: JobsConfig = JobsConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("sources")
     @classmethod

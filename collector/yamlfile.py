@@ -75,13 +75,13 @@ def _child(node: Any, part: str | int) -> Any:
 
 
 def _without_tags(loc: Loc, doc: YamlDocument | None) -> Loc:
-    """Drop the discriminator tag pydantic puts in the loc of a tagged union member (it is not a key)."""
+    """Drop the discriminator value pydantic puts in the loc of a tagged union member (it is not a key)."""
     if doc is None:
         return loc
     node: Any = doc.data
     kept: list[str | int] = []
     for part in loc:
-        if isinstance(node, dict) and part not in node and node.get("type") == part:
+        if isinstance(node, dict) and part not in node and part in node.values():
             continue
         kept.append(part)
         node = _child(node, part)

@@ -50,6 +50,11 @@ def payoff_ratio(avg_win: float | None, avg_loss: float | None) -> float | None:
     return avg_win / -avg_loss
 
 
+def drawdown_pct(drawdown: float, capital_base: float) -> float | None:
+    """drawdown / capital base (a fraction: 0.02 = 2% of capital)."""
+    return drawdown / capital_base if capital_base > 0 else None
+
+
 def return_cum(equity_now: float, capital_base: float) -> float | None:
     """equity / capital base."""
     return equity_now / capital_base if capital_base > 0 else None

@@ -35,6 +35,7 @@ class Checkpoint:
     engine: Engine
     stamps: UniqueTimestamps
     seen_position: tuple[int, int] | None = None  # the duplicate-id journal (collector.run.seen)
+    alerts: dict[Any, Any] = field(default_factory=dict)  # alert rule states (AlertEngine.export_state)
     tokens: dict[str, Any] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     version: int = FORMAT_VERSION

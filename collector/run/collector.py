@@ -18,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from collector.alerts.evaluator import AlertEngine, AlertEvent
+from collector.alerts.notify.dispatcher import Dispatcher, build_notifiers
+from collector.alerts.rules import load_rules
 from collector.config import Settings
 from collector.engine.engine import Engine
 from collector.engine.series import Series
@@ -59,6 +62,19 @@ class Collector:
         self.seen = SeenIds(self.snapshot_path.parent, settings.ingest.dedupe_window)
         self.seen.restore(self.state.seen_position)
         self.checkpoint_ms = 0.0
+        self.alerts: AlertEngine | None = None
+        self.dispatcher: Dispatcher | None = None
+        if settings.alerts.enabled:
+            rules = load_rules(settings.alerts.rules)
+            self.alerts = AlertEngine(rules, self.engine)
+            self.alerts.adopt(self.state.alerts)
+            notifiers, problems = build_notifiers(rules)
+            for problem in problems:
+                log.warning("%s", problem)
+            self.dispatcher = Dispatcher(rules, notifiers)
+        self.alert_latency = LatencyWindow()
+        self._anchor = (self.engine.clock_ns, time.monotonic_ns())  # event clock, and when it last moved
+        self._last_health: tuple[int, int] = (0, 0)  # fills_in, rejected at the previous report
         self.latency = LatencyWindow()
         self.on_flush: list[Callable[[Collector], None]] = []  # e.g. the live view; runs in the engine thread
         self.writer: Writer | None = None
@@ -141,6 +157,8 @@ class Collector:
                 self.writer.close()
                 self.dead_letter.close()
                 self.seen.close()
+                if self.dispatcher is not None:
+                    self.dispatcher.close()
                 self._done.set()
 
     # ---- engine thread ------------------------------------------------------------------------
@@ -177,7 +195,7 @@ class Collector:
         self._checkpoint()
 
     def _process(self, batch: Batch) -> None:
-        engine, writer, seen, stamps = self.engine, self.writer, self.seen, self.state.stamps
+        engine, writer, seen, stamps, alerts = self.engine, self.writer, self.seen, self.state.stamps, self.alerts
         assert writer is not None
         counters = self.counters
         fills = 0
@@ -191,6 +209,8 @@ class Collector:
                 ts = stamps.assign(series, event.ts, event.fill_id)
                 writer.write(fill_line(event, ts, result.realized_pnl))
                 fills += 1
+                if alerts is not None and (events := alerts.on_fill(event, result)):
+                    self._emit(events, batch.received_ns)
             else:
                 engine.on_mark(event)  # type: ignore[arg-type]
                 counters.marks_in += 1
@@ -208,6 +228,8 @@ class Collector:
         ts = self.engine.clock_ns
         for series in changed:
             writer.write(perf_line(self.engine.row(series), ts))
+        if self.alerts is not None and (events := self.alerts.on_tick(changed, self.event_now())):
+            self._emit(events, None)
         self.counters.perf_points += len(changed)
         if not changed and not self._pending:
             return
@@ -236,14 +258,58 @@ class Collector:
             "checkpoint_ms": self.checkpoint_ms,
         }
         fields.update(self.latency.take())
+        alert_latency = self.alert_latency.take()
+        fields["alert_latency_p99_ms"] = alert_latency["latency_p99_ms"]
+        fills_before, rejected_before = self._last_health
+        new_fills, new_rejects = self.counters.fills_in - fills_before, self.checker.rejected - rejected_before
+        fields["reject_rate"] = new_rejects / (new_fills + new_rejects) if new_fills + new_rejects else 0.0
+        self._last_health = (self.counters.fills_in, self.checker.rejected)
+        if self.alerts is not None:
+            fields["alerts_fired"] = self.alerts.fired
+            if events := self.alerts.on_health(fields, self.event_now()):
+                self._emit(events, None)
+        if self.dispatcher is not None:
+            delivery = self.dispatcher.stats
+            fields.update(notifications_sent=delivery.sent, notifications_failed=delivery.failed)
         writer.write(point("collector", {"instance": self.instance}, fields, time.time_ns()))
         self.checker.flush()
+
+    def event_now(self) -> int:
+        """The engine's event clock, advanced by the wall time since it last moved."""
+        clock, since = self._anchor
+        now = time.monotonic_ns()
+        if self.engine.clock_ns != clock:
+            self._anchor = (self.engine.clock_ns, now)
+            return self.engine.clock_ns
+        return clock + (now - since)
+
+    def _emit(self, events: list[AlertEvent], received_ns: int | None) -> None:
+        """Alert transitions: an `alerts` point each (made durable at once), the log, the notifiers."""
+        writer = self.writer
+        assert writer is not None
+        for event in events:
+            if received_ns is not None:
+                event.latency_ms = (time.perf_counter_ns() - received_ns) / 1e6
+                self.alert_latency.add(event.latency_ms, 1)
+            fields: dict[str, Any] = {
+                "value": event.value,
+                "threshold": event.threshold,
+                "active": 1 if event.state == "firing" else 0,
+                "message": event.message,
+                "latency_ms": event.latency_ms,
+            }
+            writer.write(point("alerts", event.tags(), fields, event.ts_ns))
+            if self.dispatcher is not None:
+                self.dispatcher.submit(event)
+        writer.flush()
 
     def _checkpoint(self) -> None:
         assert self.writer is not None
         started = time.perf_counter()
         self.writer.flush()  # everything the checkpoint covers must be durable first
         self.state.seen_position = self.seen.durable_position()
+        if self.alerts is not None:
+            self.state.alerts = self.alerts.export_state()
         size = checkpoint.save(self.snapshot_path, self.state)
         self.checkpoint_ms = (time.perf_counter() - started) * 1000
         log.debug("checkpoint %s: %d bytes in %.1f ms", self.snapshot_path, size, self.checkpoint_ms)

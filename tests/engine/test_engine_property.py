@@ -136,6 +136,7 @@ def batch(events: list[Fill | Mark]) -> dict[tuple[str, str, str], dict[str, Any
             "net_exposure": sum(marks[s] * q for s, q in qty.items()),
             "drawdown": peak[-1] - eq[-1],
             "max_drawdown": float(np.max(peak - series.to_numpy())),
+            "drawdown_pct": (peak[-1] - eq[-1]) / base,
             "trades": len(rt),
             "wins": len(wins),
             "losses": len(losses),

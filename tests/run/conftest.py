@@ -19,6 +19,7 @@ def with_sources(settings: Settings, *sources: dict[str, Any], **sections: dict[
     data["sources"] = list(sources)
     data["run"] = {"flush_interval": 0.1, "snapshot_interval": 0.5, "health_interval": 0.5} | sections.pop("run", {})
     data["jobs"] = {"enabled": False} | sections.pop("jobs", {})
+    data["alerts"] = {"enabled": False} | sections.pop("alerts", {})
     for name, values in sections.items():
         data[name] = data[name] | values
     return Settings(**data)

@@ -1,0 +1,1 @@
+"""Alerting: the rule schema (rules/alerts.yaml), detectors, streaming evaluation, notifiers."""

@@ -1,0 +1,181 @@
+"""Detectors: the statistics alert rules compare with a threshold. Pure code, no I/O, no clocks.
+
+Each stateful detector folds in one observation at a time in O(1) (or O(window)) and exposes the
+current statistic; the rule decides whether that statistic is alarming.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collector.engine.daily import DAY_NS
+from collector.engine.metrics import TRADING_DAYS
+from collector.optimize.statistics import psr_of_returns
+
+MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normal data
+
+
+def robust_zscore(x: float, history: Sequence[float]) -> float | None:
+    """(x − median(h)) / (1.4826 · MAD(h)); None when h is empty or has no spread (MAD = 0)."""
+    if not history:
+        return None
+    median = statistics.median(history)
+    mad = statistics.median(abs(h - median) for h in history)
+    if mad == 0:
+        return None
+    return (x - median) / (MAD_TO_SIGMA * mad)
+
+
+@dataclass
+class SlippageHistory:
+    """Per-fill slippage (bps) of one series: the z-score of each new fill against its own recent past."""
+
+    window: int
+    min_samples: int
+    values: deque[float] = field(default_factory=deque)
+    last_z: float | None = None
+
+    def add(self, slippage_bps: float) -> float | None:
+        """The new fill's robust z-score vs the previous `window` fills (None during warm-up)."""
+        history = self.values
+        self.last_z = robust_zscore(slippage_bps, history) if len(history) >= self.min_samples else None
+        history.append(slippage_bps)
+        if len(history) > self.window:
+            history.popleft()
+        return self.last_z
+
+
+@dataclass
+class Cusum:
+    """Tabular CUSUM (Page 1954) for a drop in the mean, as river's `drift.CUSUM` in mode down.
+
+    μ₀ and σ are estimated over the first `warmup` observations, then frozen.
+    S⁻ᵢ = max(0, S⁻ᵢ₋₁ − (xᵢ − μ₀ + k)) with k = slack·σ; the statistic is S⁻/σ (in σ units),
+    alarming above `threshold` (h/σ, 5 by default).
+    """
+
+    warmup: int = 30
+    slack: float = 0.5
+    baseline: list[float] = field(default_factory=list)
+    mean: float = 0.0
+    sigma: float = 0.0
+    s_low: float = 0.0
+
+    def add(self, x: float) -> float | None:
+        """The statistic after `x` (None during warm-up or with a constant baseline)."""
+        if len(self.baseline) < self.warmup:
+            self.baseline.append(x)
+            if len(self.baseline) == self.warmup:
+                self.mean = statistics.fmean(self.baseline)
+                self.sigma = statistics.stdev(self.baseline)
+            return None
+        if self.sigma <= 0:
+            return None
+        self.s_low = max(0.0, self.s_low - (x - self.mean + self.slack * self.sigma))
+        return self.s_low / self.sigma
+
+    @property
+    def value(self) -> float | None:
+        return self.s_low / self.sigma if len(self.baseline) >= self.warmup and self.sigma > 0 else None
+
+
+@dataclass
+class PageHinkley:
+    """Page-Hinkley test for a drop in the mean (river's `drift.PageHinkley` fed with −x).
+
+    x̄ₜ is the running mean of −x; sum = max(0, α·sum + (−xₜ − x̄ₜ − δ)); alarming when sum ≥ λ
+    after `min_instances` observations. The statistic is `sum` (same units as x).
+    """
+
+    min_instances: int = 30
+    delta: float = 0.005
+    alpha: float = 1 - 1e-4
+    n: int = 0
+    mean: float = 0.0
+    total: float = 0.0
+
+    def add(self, x: float) -> float | None:
+        y = -x
+        self.n += 1
+        self.mean += (y - self.mean) / self.n
+        self.total = max(0.0, self.alpha * self.total + (y - self.mean - self.delta))
+        return self.total if self.n >= self.min_instances else None
+
+    @property
+    def value(self) -> float | None:
+        return self.total if self.n >= self.min_instances else None
+
+
+@dataclass
+class DailyReturns:
+    """The last `window` daily equity changes ÷ capital (quiet days count as 0), from equity observations."""
+
+    window: int
+    day: int = -1
+    close: float = 0.0  # equity at the end of the previous day
+    last: float = 0.0
+    returns: deque[float] = field(default_factory=deque)
+
+    def observe(self, ts_ns: int, equity: float, capital: float) -> None:
+        day = ts_ns // DAY_NS
+        if self.day < 0:
+            self.day = day
+        elif day > self.day:
+            self._push((self.last - self.close) / capital)
+            for _ in range(min(day - self.day - 1, self.window)):
+                self._push(0.0)
+            self.close, self.day = self.last, day
+        self.last = equity
+
+    def _push(self, value: float) -> None:
+        self.returns.append(value)
+        if len(self.returns) > self.window:
+            self.returns.popleft()
+
+    def sharpe(self, min_days: int) -> float | None:
+        """Annualized Sharpe (√252, ddof=1) of the closed days in the window."""
+        if len(self.returns) < max(min_days, 2):
+            return None
+        std = statistics.stdev(self.returns)
+        return statistics.fmean(self.returns) / std * math.sqrt(TRADING_DAYS) if std > 0 else None
+
+    def psr(self, min_days: int, benchmark_annual_sharpe: float = 0.0) -> float | None:
+        """PSR of the window's daily returns against an annualized benchmark Sharpe."""
+        if len(self.returns) < max(min_days, 3):
+            return None
+        return psr_of_returns(list(self.returns), benchmark_annual_sharpe / math.sqrt(TRADING_DAYS))
+
+
+@dataclass
+class TradeWindow:
+    """Net PnL of the last `size` round trips: win rate, expectancy, profit factor, sum over the window."""
+
+    size: int
+    pnls: deque[float] = field(default_factory=deque)
+
+    def add(self, net_pnl: float) -> None:
+        self.pnls.append(net_pnl)
+        if len(self.pnls) > self.size:
+            self.pnls.popleft()
+
+    def metric(self, name: str) -> float | None:
+        pnls = self.pnls
+        if not pnls:
+            return None
+        if name == "win_rate":
+            return sum(1 for p in pnls if p > 0) / len(pnls)
+        if name == "expectancy":
+            return math.fsum(pnls) / len(pnls)
+        if name == "net_pnl":
+            return math.fsum(pnls)
+        if name == "profit_factor":
+            losses = -math.fsum(p for p in pnls if p < 0)
+            return math.fsum(p for p in pnls if p > 0) / losses if losses > 0 else None
+        raise ValueError(f"no windowed form of {name}")
+
+
+WINDOWED_METRICS = ("win_rate", "expectancy", "net_pnl", "profit_factor")

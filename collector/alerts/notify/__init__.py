@@ -1,0 +1,1 @@
+"""Fast-path notifiers (Slack webhook, JSON webhook, SMTP email) and their dispatcher."""

@@ -1,0 +1,1 @@
+"""Grafana provisioning built from code and rules/*.yaml (Grafana itself cannot run here)."""

@@ -1,0 +1,212 @@
+"""An offline check of Grafana alerting provisioning files, mirroring Grafana's own file rules.
+
+From pkg/services/provisioning/alerting (rules_types.go, contact_point_types.go,
+notification_policy_types.go) and ngalert's validation, as summarised in
+../shared/reference/grafana.md §1, §2 and §7.3. Returns a list of problems (empty = valid).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collector.grafana.names import DATASOURCE_UID
+
+_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+NO_DATA_STATES = {"NoData", "Alerting", "OK", "KeepLast"}
+EXEC_ERR_STATES = {"Error", "Alerting", "OK", "KeepLast"}
+THRESHOLD_TYPES = {"gt", "lt", "within_range", "outside_range"}  # Grafana 11 (no gte/lte/eq yet)
+REDUCERS = {"last", "mean", "min", "max", "sum", "count"}
+MAX_RULES_PER_GROUP = 100
+
+
+def duration_seconds(text: Any) -> float | None:
+    """Seconds of a Prometheus duration (`10s`, `1m30s`); None when it is not one."""
+    if not isinstance(text, str) or not _DURATION.match(text):
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text))
+
+
+def _unescaped_dollar(value: str) -> bool:
+    """A `$` that provisioning would expand (`$$` is a literal dollar)."""
+    return "$" in value.replace("$$", "")
+
+
+def check_directory(directory: Path, datasource_uids: set[str] | None = None) -> list[str]:
+    """Problems in every provisioning file of an alerting directory (not recursive, like Grafana)."""
+    uids = datasource_uids or {DATASOURCE_UID}
+    problems: list[str] = []
+    documents: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_dir():
+            problems.append(f"{path.name}: subdirectories are not read by Grafana")
+            continue
+        if path.suffix not in (".yaml", ".yml", ".json"):
+            problems.append(f"{path.name}: invalid suffix (.yaml, .yml, .json accepted)")
+            continue
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("apiVersion") != 1:
+            problems.append(f"{path.name}: expected a mapping with apiVersion: 1")
+            continue
+        documents[path.name] = data
+    contact_names = {
+        point.get("name")
+        for data in documents.values()
+        for point in data.get("contactPoints", []) or []
+        if isinstance(point, dict)
+    }
+    mute_names = {mute.get("name") for data in documents.values() for mute in data.get("muteTimes", []) or []}
+    rule_uids: set[str] = set()
+    receiver_uids: set[str] = set()
+    for name, data in documents.items():
+        for group in data.get("groups", []) or []:
+            problems += _check_group(name, group, uids, contact_names, rule_uids)
+        for point in data.get("contactPoints", []) or []:
+            problems += _check_contact_point(name, point, receiver_uids)
+        for policy in data.get("policies", []) or []:
+            problems += _check_route(name, policy, contact_names, mute_names, root=True)
+        for template in data.get("templates", []) or []:
+            if not template.get("name") or not isinstance(template.get("template"), str):
+                problems.append(f"{name}: a template needs name and template")
+    return problems
+
+
+def _check_group(file: str, group: dict[str, Any], uids: set[str], contacts: set[Any], seen: set[str]) -> list[str]:
+    where = f"{file}: group {group.get('name')!r}"
+    problems = []
+    for key in ("name", "folder", "interval"):
+        if not group.get(key):
+            problems.append(f"{where}: rule group has no {key} set")
+    interval = duration_seconds(group.get("interval"))
+    if interval is None or interval <= 0 or interval % 10:
+        problems.append(f"{where}: interval {group.get('interval')!r} must be a non-zero multiple of 10s")
+    rules = group.get("rules") or []
+    if len(rules) > MAX_RULES_PER_GROUP:
+        problems.append(f"{where}: {len(rules)} rules; Grafana's default quota is {MAX_RULES_PER_GROUP} per group")
+    for rule in rules:
+        problems += _check_rule(f"{where} rule {rule.get('uid')!r}", rule, uids, contacts, seen)
+    return problems
+
+
+def _check_rule(where: str, rule: dict[str, Any], uids: set[str], contacts: set[Any], seen: set[str]) -> list[str]:
+    problems = []
+    for key in ("uid", "title", "condition", "data"):
+        if not rule.get(key):
+            problems.append(f"{where}: {key} is required")
+    uid = str(rule.get("uid", ""))
+    if len(uid) > 40 or not re.fullmatch(r"[A-Za-z0-9_-]+", uid or "-"):
+        problems.append(f"{where}: uid must be ≤ 40 characters of letters, digits, - and _")
+    if uid in seen:
+        problems.append(f"{where}: duplicate uid")
+    seen.add(uid)
+    data = rule.get("data") or []
+    ref_ids = [query.get("refId") for query in data]
+    if rule.get("condition") not in ref_ids:
+        problems.append(f"{where}: condition {rule.get('condition')!r} is not one of the refIds {ref_ids}")
+    for key, allowed in (("noDataState", NO_DATA_STATES), ("execErrState", EXEC_ERR_STATES)):
+        if key in rule and rule[key] not in allowed:
+            problems.append(f"{where}: {key} {rule[key]!r} not in {sorted(allowed)}")
+    if "for" in rule and duration_seconds(rule["for"]) is None:
+        problems.append(f"{where}: for {rule['for']!r} is not a duration")
+    for query in data:
+        problems += _check_query(where, query, uids, ref_ids)
+    for key, value in (rule.get("labels") or {}).items():
+        if not isinstance(value, str) or _unescaped_dollar(value):
+            problems.append(f"{where}: label {key} = {value!r} would be env-expanded (write $$)")
+    settings = rule.get("notification_settings")
+    if settings and settings.get("receiver") not in contacts:
+        problems.append(f"{where}: notification_settings.receiver is not a provisioned contact point")
+    return problems
+
+
+def _check_query(where: str, query: dict[str, Any], uids: set[str], ref_ids: list[Any]) -> list[str]:
+    problems = []
+    ref = query.get("refId")
+    model = query.get("model") or {}
+    source = query.get("datasourceUid")
+    if source == "__expr__":
+        kind = model.get("type")
+        if kind not in ("reduce", "threshold", "math", "resample", "classic_conditions"):
+            problems.append(f"{where} {ref}: unknown expression type {kind!r}")
+        if kind != "classic_conditions" and str(model.get("expression", "")).lstrip("$") not in ref_ids:
+            problems.append(f"{where} {ref}: expression {model.get('expression')!r} names no refId")
+        if kind == "reduce" and model.get("reducer") not in REDUCERS:
+            problems.append(f"{where} {ref}: reducer {model.get('reducer')!r} not in {sorted(REDUCERS)}")
+        if kind == "threshold":
+            conditions = model.get("conditions") or []
+            if len(conditions) != 1:
+                problems.append(f"{where} {ref}: threshold expression requires exactly one condition")
+            for condition in conditions:
+                evaluator = condition.get("evaluator") or {}
+                if evaluator.get("type") not in THRESHOLD_TYPES:
+                    problems.append(f"{where} {ref}: evaluator type {evaluator.get('type')!r}")
+                if not isinstance(evaluator.get("params"), list) or not evaluator["params"]:
+                    problems.append(f"{where} {ref}: evaluator params missing")
+    elif source not in uids:
+        problems.append(f"{where} {ref}: datasourceUid {source!r} is not a provisioned datasource")
+    else:
+        if not model.get("rawQuery") or not isinstance(model.get("query"), str):
+            problems.append(f"{where} {ref}: an InfluxQL node needs rawQuery: true and query")
+        span = query.get("relativeTimeRange") or {}
+        if not isinstance(span.get("from"), int) or span.get("from", 0) <= span.get("to", 0):
+            problems.append(f"{where} {ref}: relativeTimeRange.from must be seconds > to")
+    return problems
+
+
+def _check_contact_point(file: str, point: dict[str, Any], seen: set[str]) -> list[str]:
+    where = f"{file}: contact point {point.get('name')!r}"
+    problems = [] if point.get("name") else [f"{where}: name is required"]
+    for receiver in point.get("receivers") or []:
+        uid = str(receiver.get("uid") or "").strip()
+        if not uid:
+            problems.append(f"{where}: receiver uid is required")
+        elif uid in seen:
+            problems.append(f"{where}: duplicate receiver uid {uid}")
+        seen.add(uid)
+        settings = receiver.get("settings") or {}
+        kind = receiver.get("type")
+        if not settings:
+            problems.append(f"{where}: settings must be a non-empty map")
+        if kind == "slack" and not (settings.get("url") or (settings.get("token") and settings.get("recipient"))):
+            problems.append(f"{where}: slack needs url, or token and recipient")
+        if kind == "webhook":
+            if not settings.get("url"):
+                problems.append(f"{where}: webhook needs url")
+            if settings.get("username") and settings.get("authorization_credentials"):
+                problems.append(f"{where}: webhook cannot use basic auth and an Authorization header together")
+        if kind == "email" and not settings.get("addresses"):
+            problems.append(f"{where}: email needs addresses")
+        for key in ("title", "text", "message", "subject"):
+            value = settings.get(key)
+            if isinstance(value, str) and _unescaped_dollar(value):
+                problems.append(f"{where}: {key} has a $ that provisioning would expand (use templates or $$)")
+    return problems
+
+
+def _check_route(
+    file: str, route: dict[str, Any], contacts: set[Any], mutes: set[Any], root: bool = False
+) -> list[str]:
+    where = f"{file}: policy route to {route.get('receiver')!r}"
+    problems = []
+    if root and not route.get("receiver"):
+        problems.append(f"{where}: the root policy needs a receiver")
+    if route.get("receiver") and route["receiver"] not in contacts:
+        problems.append(f"{where}: receiver is not a provisioned contact point")
+    for key in ("group_interval", "repeat_interval"):
+        if key in route and not duration_seconds(route[key]):
+            problems.append(f"{where}: {key} must be a non-zero duration")
+    if "group_wait" in route and duration_seconds(route["group_wait"]) is None:
+        problems.append(f"{where}: group_wait must be a duration")
+    for name in route.get("mute_time_intervals") or []:
+        if name not in mutes:
+            problems.append(f"{where}: mute time interval {name!r} is not provisioned")
+    for matcher in route.get("object_matchers") or []:
+        if not (isinstance(matcher, list) and len(matcher) == 3 and matcher[1] in ("=", "!=", "=~", "!~")):
+            problems.append(f"{where}: object_matchers entries are [name, op, value] with op = != =~ !~")
+    for child in route.get("routes") or []:
+        problems += _check_route(file, child, contacts, mutes)
+    return problems

@@ -1,0 +1,1 @@
+"""Optimization: statistics (PSR/DSR/MinTRL), suggestion rules, guardrails, apply, allocation."""

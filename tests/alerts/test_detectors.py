@@ -1,0 +1,131 @@
+"""Detectors against independent computations and published values."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from collector.alerts.detectors import Cusum, DailyReturns, PageHinkley, SlippageHistory, TradeWindow, robust_zscore
+from collector.model import NS
+from collector.optimize.statistics import probabilistic_sharpe_ratio, psr_of_returns, sample_moments
+
+
+def test_robust_zscore_matches_numpy() -> None:
+    rng = np.random.default_rng(3)
+    history = list(rng.normal(2.0, 0.5, 101))
+    median = np.median(history)
+    mad = np.median(np.abs(np.array(history) - median))
+    assert robust_zscore(9.0, history) == pytest.approx((9.0 - median) / (1.4826 * mad))
+    assert robust_zscore(1.0, []) is None
+    assert robust_zscore(1.0, [2.0, 2.0, 2.0]) is None  # no spread: no scale
+
+
+def test_slippage_history_flags_an_outlier_after_warm_up() -> None:
+    history = SlippageHistory(window=50, min_samples=20)
+    rng = random.Random(1)
+    zs = [history.add(rng.gauss(1.0, 0.3)) for _ in range(60)]
+    assert all(z is None for z in zs[:20]) and all(z is not None and abs(z) < 5 for z in zs[20:])
+    outlier = history.add(12.0)
+    assert outlier is not None and outlier > 20
+    assert len(history.values) == 50
+
+
+def _cusum_reference(xs: list[float], warmup: int, slack: float) -> list[float | None]:
+    """CUSUM-down written out directly: frozen mean/σ of the first `warmup`, S = max(0, S − (x − μ + kσ))."""
+    mu, sigma = float(np.mean(xs[:warmup])), float(np.std(xs[:warmup], ddof=1))
+    out: list[float | None] = [None] * warmup
+    s = 0.0
+    for x in xs[warmup:]:
+        s = max(0.0, s - (x - mu + slack * sigma))
+        out.append(s / sigma)
+    return out
+
+
+def test_cusum_matches_the_formula_and_detects_a_drop() -> None:
+    rng = random.Random(12345)
+    xs = [rng.gauss(0, 1) for _ in range(200)] + [rng.gauss(-3, 1) for _ in range(50)]
+    cusum = Cusum(warmup=30, slack=0.5)
+    got = [cusum.add(x) for x in xs]
+    want = _cusum_reference(xs, 30, 0.5)
+    assert got[:30] == want[:30]
+    np.testing.assert_allclose(np.array(got[30:], float), np.array(want[30:], float), rtol=1e-12)
+    first_alarm = next(i for i, v in enumerate(got) if v is not None and v > 5)
+    assert 200 <= first_alarm <= 205  # a 3σ drop is caught within a few trades
+    assert max(v for v in got[30:200] if v is not None) < 5  # no false alarm before it
+
+
+def _page_hinkley_reference(xs: list[float], delta: float, alpha: float) -> list[float]:
+    """scikit-multiflow's PageHinkley.add_element, transcribed (fed −x to watch for drops)."""
+    mean, total, out = 0.0, 0.0, []
+    for count, x in enumerate(xs, 1):
+        y = -x
+        mean = mean + (y - mean) / count
+        total = max(0.0, alpha * total + (y - mean - delta))
+        out.append(total)
+    return out
+
+
+def test_page_hinkley_matches_scikit_multiflow_and_detects_a_drop() -> None:
+    rng = random.Random(12345)
+    xs = [float(v) for v in rng.choices([4, 5, 6, 7], k=1000) + rng.choices([0, 1], k=1000)]  # a drop at 1000
+    ph = PageHinkley(min_instances=30, delta=0.005, alpha=1 - 1e-4)
+    got = [ph.add(x) for x in xs]
+    want = _page_hinkley_reference(xs, 0.005, 1 - 1e-4)
+    np.testing.assert_allclose(np.array(got[29:], float), np.array(want[29:]), rtol=1e-12)
+    first = next(i for i, v in enumerate(got) if v is not None and v >= 50)
+    assert 1000 <= first <= 1020
+
+
+def test_daily_returns_sharpe_with_quiet_days_matches_pandas() -> None:
+    capital = 1e6
+    days = DailyReturns(window=30)
+    start = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * NS
+    equity_at = {0: 100.0, 1: 250.0, 2: 150.0, 5: 400.0, 6: 380.0, 7: 700.0, 9: 650.0}
+    for day, equity in equity_at.items():
+        days.observe(start + day * 86_400 * NS + 3600 * NS, equity, capital)
+    days.observe(start + 10 * 86_400 * NS, 650.0, capital)  # day 10 opens: day 9 closes
+    closes = [equity_at.get(d) for d in range(10)]
+    filled = [0.0] * 10
+    last = 0.0
+    for d, value in enumerate(closes):
+        last = value if value is not None else last
+        filled[d] = last
+    changes = np.diff(np.array([0.0, *filled])) / capital  # equity is 0 before the first day, as in the engine
+    assert list(days.returns) == pytest.approx(list(changes))
+    assert days.sharpe(min_days=5) == pytest.approx(changes.mean() / changes.std(ddof=1) * math.sqrt(252))
+
+
+def test_psr_published_values() -> None:
+    # mlfinlab test_backtest_statistics: SR=1.14, SR*=1, n=250, normal → 0.95727
+    assert probabilistic_sharpe_ratio(1.14, 250, 1.0, 0.0, 3.0) == pytest.approx(0.95727, abs=1e-5)
+    # Bailey & López de Prado (2012) examples, as in rubenbriones' tests
+    assert probabilistic_sharpe_ratio(0.458, 24, 0.0) == pytest.approx(0.982, abs=1e-3)
+    assert probabilistic_sharpe_ratio(0.458, 24, 0.0, -2.448, 10.164) == pytest.approx(0.913, abs=1e-3)
+
+
+def test_sample_moments_match_numpy() -> None:
+    rng = np.random.default_rng(9)
+    returns = list(rng.standard_t(4, 300) * 0.01 + 0.001)
+    sr, skew, kurt, n = sample_moments(returns) or (0, 0, 0, 0)
+    r = np.array(returns)
+    d = r - r.mean()
+    assert sr == pytest.approx(r.mean() / r.std(ddof=1))
+    assert skew == pytest.approx(np.mean(d**3) / np.mean(d**2) ** 1.5)
+    assert kurt == pytest.approx(np.mean(d**4) / np.mean(d**2) ** 2)
+    assert n == 300
+    assert psr_of_returns([0.01, 0.01]) is None
+
+
+def test_trade_window_metrics_match_numpy() -> None:
+    window = TradeWindow(5)
+    for pnl in [10.0, -5.0, 3.0, -2.0, 8.0, -4.0, 6.0]:
+        window.add(pnl)
+    last = np.array([3.0, -2.0, 8.0, -4.0, 6.0])
+    assert window.metric("win_rate") == pytest.approx(np.mean(last > 0))
+    assert window.metric("expectancy") == pytest.approx(last.mean())
+    assert window.metric("net_pnl") == pytest.approx(last.sum())
+    assert window.metric("profit_factor") == pytest.approx(last[last > 0].sum() / -last[last < 0].sum())

@@ -1,0 +1,201 @@
+"""Streaming rule evaluation on hand-made fills: fires, does not fire, resolves, no duplicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.alerts.evaluator import AlertEngine, AlertEvent
+from collector.alerts.rules import AlertRules
+from collector.engine.engine import Engine
+from collector.model import NS, Fill
+
+T0 = 1_709_301_600 * NS  # 2024-03-01 14:00 UTC, a Friday
+MIN = 60 * NS
+
+
+class Desk:
+    """An engine with alert rules; helpers trade round trips of a chosen PnL."""
+
+    def __init__(self, *rules: dict[str, Any], capital: float = 1e6) -> None:
+        self.engine = Engine(default_capital=capital)
+        self.alerts = AlertEngine(AlertRules.model_validate({"rules": list(rules)}), self.engine)
+        self.ts = T0
+        self.n = 0
+        self.events: list[AlertEvent] = []
+
+    def fill(
+        self,
+        side: str,
+        price: float,
+        qty: float = 1.0,
+        *,
+        strategy: str = "s1",
+        account: str = "A",
+        arrival: float | None = None,
+        dt: int = MIN,
+    ) -> list[AlertEvent]:
+        self.ts += dt
+        self.n += 1
+        fill = Fill(
+            ts=self.ts,
+            account=account,
+            strategy=strategy,
+            symbol="X",
+            side=side,
+            qty=qty,
+            price=price,
+            fill_id=f"f{self.n}",
+            arrival_price=arrival,
+        )
+        events = self.alerts.on_fill(fill, self.engine.on_fill(fill))
+        self.events += events
+        return events
+
+    def trip(self, pnl: float, **kw: Any) -> list[AlertEvent]:
+        self.fill("buy", 100.0, **kw)
+        return self.fill("sell", 100.0 + pnl, **kw)
+
+    def tick(self, advance: int) -> list[AlertEvent]:
+        self.ts += advance
+        events = self.alerts.on_tick(self.engine.take_changed(), self.ts)
+        self.events += events
+        return events
+
+    def states(self) -> list[tuple[str, str, str]]:
+        return [(e.rule.name, e.state, e.strategy) for e in self.events]
+
+
+LOSS_STREAK = {"name": "streak", "level": "book", "kind": "threshold", "metric": "loss_streak", "op": "ge", "value": 3}
+
+
+def test_threshold_fires_once_and_resolves() -> None:
+    desk = Desk(LOSS_STREAK)
+    desk.trip(-1)
+    desk.trip(-1)
+    assert desk.events == []
+    fired = desk.trip(-1)
+    assert [(e.state, e.value, e.level, e.account, e.strategy) for e in fired] == [("firing", 3.0, "book", "A", "s1")]
+    desk.trip(-1)
+    desk.trip(-2)
+    assert len(desk.events) == 1  # still firing: no duplicates
+    resolved = desk.trip(+5)
+    assert [e.state for e in resolved] == ["resolved"]
+    assert "loss_streak" in fired[0].message and "A/s1" in fired[0].message
+
+
+def test_for_delays_firing_in_event_time_and_keep_firing_for_stops_flapping() -> None:
+    desk = Desk(LOSS_STREAK | {"for": "10m", "keep_firing_for": "5m"})
+    for _ in range(3):
+        desk.trip(-1)  # each fill is a minute apart: the third loss at +6 min
+    assert desk.events == []  # pending
+    desk.tick(3 * MIN)
+    assert desk.events == []
+    desk.tick(8 * MIN)  # 10 min after the condition became true
+    assert desk.states() == [("streak", "firing", "s1")]
+    desk.trip(+1)  # clear…
+    desk.trip(-1)  # …and back within 5 min: no resolve, no second firing
+    assert desk.states() == [("streak", "firing", "s1")]
+    desk.trip(+1)
+    desk.tick(6 * MIN)
+    assert desk.states() == [("streak", "firing", "s1"), ("streak", "resolved", "s1")]
+
+
+def test_filters_levels_and_capital_based_drawdown() -> None:
+    rule = {
+        "name": "dd",
+        "level": "strategy",
+        "kind": "drawdown_pct",
+        "threshold": 0.02,
+        "filter": {"strategies": ["trend_*"]},
+    }
+    desk = Desk(rule, capital=1000.0)
+    desk.trip(-30, strategy="meanrev_1")  # 3% of its capital, but not a trend strategy
+    assert desk.events == []
+    desk.trip(+10, strategy="trend_es")  # peak 10
+    desk.trip(-15, strategy="trend_es")  # drawdown 15 = 1.5%
+    assert desk.events == []
+    fired = desk.trip(-10, strategy="trend_es")  # drawdown 25 = 2.5%
+    assert [(e.level, e.account, e.strategy, round(e.value or 0, 6)) for e in fired] == [
+        ("strategy", "_all", "trend_es", 0.025)
+    ]
+
+
+def test_degradation_fires_after_per_trade_pnl_drops() -> None:
+    rule = {"name": "deg", "level": "strategy", "kind": "degradation", "warmup": 20, "threshold": 5}
+    desk = Desk(rule)
+    for i in range(60):
+        desk.trip(2.0 + (i % 5) * 0.5)  # healthy: 2.0 … 4.0
+    assert desk.events == []
+    for _ in range(6):
+        desk.trip(-3.0)
+    assert [e.state for e in desk.events] == ["firing"]
+
+
+def test_slippage_anomaly_fires_on_the_outlier_and_resolves_on_the_next_normal_fill() -> None:
+    rule = {"name": "slip", "level": "book", "kind": "slippage_anomaly", "z": 6, "window": 100, "min_samples": 20}
+    desk = Desk(rule)
+    for i in range(30):
+        desk.fill("buy", 100.0 + 0.01 * (i % 3), arrival=100.0)  # 0–2 bps of slippage
+    assert desk.events == []
+    desk.fill("buy", 100.5, arrival=100.0)  # 50 bps
+    desk.fill("buy", 100.01, arrival=100.0)
+    assert [e.state for e in desk.events] == ["firing", "resolved"]
+    assert desk.events[0].value is not None and desk.events[0].value > 6
+
+
+def test_staleness_only_inside_trading_hours() -> None:
+    rule = {
+        "name": "stale",
+        "level": "strategy",
+        "kind": "staleness",
+        "minutes": 30,
+        "hours": {"start": "13:30", "end": "20:00"},
+    }
+    desk = Desk(rule)
+    desk.fill("buy", 100.0)  # 14:01 Friday
+    desk.tick(20 * MIN)
+    assert desk.events == []
+    desk.tick(15 * MIN)  # 35 minutes without a fill, inside hours
+    assert desk.states() == [("stale", "firing", "s1")]
+    desk.fill("sell", 100.0)
+    assert desk.states()[-1] == ("stale", "resolved", "s1")
+    desk.tick(7 * 3600 * NS)  # 21:36: quiet, but the market is closed
+    assert desk.states()[-1] == ("stale", "resolved", "s1")
+
+
+def test_sharpe_and_opportunity_over_daily_returns() -> None:
+    sharpe = {"name": "weak", "level": "strategy", "kind": "sharpe", "below": 0, "window_days": 10, "min_days": 5}
+    opportunity = {
+        "name": "strong",
+        "level": "strategy",
+        "kind": "opportunity",
+        "psr_above": 0.9,
+        "benchmark_sharpe": 0.0,
+        "window_days": 10,
+        "min_days": 5,
+    }
+    desk = Desk(sharpe, opportunity, capital=10_000.0)
+    for day in range(8):
+        desk.trip(10.0 + day % 3, dt=86_400 * NS // 2)  # steady daily gains
+    assert ("strong", "firing", "s1") in desk.states()
+    assert not any(name == "weak" for name, _, _ in desk.states())
+    for day in range(12):
+        desk.trip(-15.0 - day % 4, dt=86_400 * NS // 2)
+    assert ("weak", "firing", "s1") in desk.states() and ("strong", "resolved", "s1") in desk.states()
+
+
+def test_health_rules_and_state_survive_export_and_adopt() -> None:
+    rule = {"name": "rejects", "level": "collector", "kind": "health", "metric": "reject_rate", "value": 0.05}
+    desk = Desk(rule, LOSS_STREAK)
+    assert desk.alerts.on_health({"reject_rate": 0.01}, T0) == []
+    fired = desk.alerts.on_health({"reject_rate": 0.2}, T0 + NS)
+    assert [(e.state, e.level) for e in fired] == [("firing", "collector")]
+    for _ in range(3):
+        desk.trip(-1)
+    state = desk.alerts.export_state()
+    again = AlertEngine(desk.alerts.rules, desk.engine)
+    again.adopt(state)
+    assert again.on_health({"reject_rate": 0.3}, T0 + 2 * NS) == []  # still firing: no duplicate after restart
+    desk.alerts = again
+    assert desk.trip(-1) == []  # the streak alert is still firing too
+    assert [e.state for e in desk.trip(+1)] == ["resolved"]
