@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 import requests
 
 from collector.store.transport import Endpoint
+
+
+def _parse_int(text: str) -> int | float:
+    """InfluxDB's JSON prints large integral floats without a decimal point (2**64 → 18446744073709552000).
+
+    Beyond the int64 range such digits can only be a float field, so they are read back as the
+    float they denote; within it they stay exact integers (timestamps, counters).
+    """
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else float(text)
 
 
 class QueryError(Exception):
@@ -42,7 +53,7 @@ class Reader:
         except requests.RequestException as exc:
             raise QueryError(f"cannot reach InfluxDB at {self.endpoint.url}: {exc}") from None
         try:
-            payload = answer.json()
+            payload = json.loads(answer.text, parse_int=_parse_int)
         except ValueError:
             raise QueryError(f"HTTP {answer.status_code} from InfluxDB: {answer.text[:300]}") from None
         if "error" in payload:
