@@ -35,6 +35,7 @@ bench: $(STAMP) influxd
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/alerts.py
 
 clean:
 	rm -rf $(VENV) .stratmon .pytest_cache .mypy_cache .ruff_cache

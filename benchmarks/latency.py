@@ -194,7 +194,14 @@ def baseline(influx: str, database: str, samples: int = 200) -> tuple[float, flo
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def start_collector(workdir: Path, influx: str, database: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_collector(
+    workdir: Path,
+    influx: str,
+    database: str,
+    alerts: dict[str, object] | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`stratmon run` with an HTTP source in a child process; returns it and the intake URL once ready."""
     port = _free_port()
     config = workdir / "stratmon.yaml"
     config.write_text(
@@ -205,12 +212,14 @@ def start_collector(workdir: Path, influx: str, database: str) -> tuple[subproce
                 "spool": {"dir": str(workdir / "spool")},
                 "ingest": {"dead_letter": str(workdir / "dead.jsonl")},
                 "sources": [{"type": "http", "port": port, "max_records": 100_000, "max_body_bytes": 64 << 20}],
+                "alerts": alerts or {"enabled": True, "rules": str(ROOT / "rules" / "alerts.yaml")},
             }
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATMON_")} | {"STRATMON_HTTP_TOKEN": TOKEN}
+    env |= env_extra or {}
     process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "run", "--config", str(config), "--log-level", "WARNING"],
+        [sys.executable, "-m", "collector", "run", "--config", str(config), "--log-level", "ERROR"],
         env=env,
         cwd=ROOT,
     )

@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+from contextlib import ExitStack
+from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from collector.config import Settings, SimulatorSourceConfig, load_settings
 from collector.jobs.scheduler import JOBS, enabled_jobs
+from collector.receivers import SmtpReceiver, http_receiver, smtp_receiver
 from collector.run.collector import Collector
 from collector.run.live import run_with_live_view
 from collector.store.connect import open_reader, open_writer
@@ -29,6 +33,10 @@ QUERIES = (
     (
         "portfolio, daily rollup (perf_1d)",
         "SELECT equity_open, equity_close, pnl, fills, trades FROM perf_1d WHERE level = 'portfolio'",
+    ),
+    (
+        "alerts fired, by rule",
+        "SELECT count(active) AS fired FROM alerts WHERE state = 'firing' GROUP BY rule",
     ),
     (
         "collector health (last 5 s report)",
@@ -55,11 +63,29 @@ def main(argv: list[str] | None = None) -> int:
     ]
     settings.jobs.lateness = 0  # the accelerated clock makes windows complete quickly
     settings.jobs.rollup_every = 5
-    collector = Collector(settings)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: collector.stop())
-    console.print(f"[bold]private InfluxDB[/] {state.url}  (data in {state.dir})")
-    run_with_live_view(collector, args.seconds, console)
+    with ExitStack() as stack:
+        http = stack.enter_context(http_receiver())
+        smtp = stack.enter_context(smtp_receiver())
+        if settings.alerts.enabled:
+            settings.alerts.rules = _demo_rules(settings, http.url, smtp)
+        collector = Collector(settings)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: collector.stop())
+        console.print(f"[bold]private InfluxDB[/] {state.url}  (data in {state.dir})")
+        console.print(
+            f"[bold]local notification receivers[/] Slack/webhook {http.url}"
+            + (f", SMTP {smtp.host}:{smtp.port}" if smtp else "")
+        )
+        run_with_live_view(collector, args.seconds, console)
+        paths = [request.path for request in http.requests]
+        console.rule("notifications received by the local receivers (fast-path rules)")
+        console.print(
+            f"Slack: {paths.count('/slack')}   webhook: {paths.count('/webhook')}   "
+            f"email: {len(smtp.messages) if smtp else 'n/a (aiosmtpd not installed)'}"
+        )
+        slack = [r.json()["text"] for r in http.requests if r.path == "/slack"][:5]
+        for text in slack:
+            console.print(f"  [dim]slack:[/] {text}")
     _final_rollups(settings)
     reader = open_reader(settings)
     try:
@@ -82,6 +108,25 @@ def main(argv: list[str] | None = None) -> int:
         " [bold]docker compose up[/] and open http://localhost:3000 (see README, Full stack)."
     )
     return 0
+
+
+def _demo_rules(settings: Settings, http_url: str, smtp: SmtpReceiver | None) -> Path:
+    """The configured rules with their notifiers pointed at the local receivers."""
+    rules = yaml.safe_load(Path(settings.alerts.rules).read_text(encoding="utf-8"))
+    notifiers = rules.get("notifiers", {})
+    os.environ["STRATMON_SLACK_WEBHOOK_URL"] = f"{http_url}/slack"
+    os.environ["STRATMON_ALERT_WEBHOOK_URL"] = f"{http_url}/webhook"
+    os.environ.setdefault("STRATMON_ALERT_WEBHOOK_SECRET", "demo-secret")
+    for name, notifier in list(notifiers.items()):
+        if notifier.get("type") == "email":
+            if smtp is None:
+                del notifiers[name]
+                continue
+            notifier.update(host=smtp.host, port=smtp.port, security="none", username=None, password_env=None)
+    path = Path(settings.state_dir) / "demo-alerts.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _final_rollups(settings: Settings) -> None:

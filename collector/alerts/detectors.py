@@ -32,17 +32,33 @@ def robust_zscore(x: float, history: Sequence[float]) -> float | None:
 
 @dataclass
 class SlippageHistory:
-    """Per-fill slippage (bps) of one series: the z-score of each new fill against its own recent past."""
+    """Per-fill slippage (bps) of one series: the z-score of each new fill against its own recent past.
+
+    The median and MAD of the window are refreshed every window/20 fills rather than at every
+    fill: over a window of hundreds of fills they barely move, and sorting at every fill was
+    most of the cost of evaluating all rules.
+    """
 
     window: int
     min_samples: int
     values: deque[float] = field(default_factory=deque)
     last_z: float | None = None
+    median: float = 0.0
+    scale: float = 0.0  # 1.4826 × MAD
+    stale: int = 0  # fills since median/scale were computed
 
     def add(self, slippage_bps: float) -> float | None:
         """The new fill's robust z-score vs the previous `window` fills (None during warm-up)."""
         history = self.values
-        self.last_z = robust_zscore(slippage_bps, history) if len(history) >= self.min_samples else None
+        if len(history) >= self.min_samples:
+            if self.stale == 0 or self.stale >= max(1, self.window // 20):
+                self.median = statistics.median(history)
+                self.scale = MAD_TO_SIGMA * statistics.median(abs(h - self.median) for h in history)
+                self.stale = 0
+            self.stale += 1
+            self.last_z = (slippage_bps - self.median) / self.scale if self.scale > 0 else None
+        else:
+            self.last_z = None
         history.append(slippage_bps)
         if len(history) > self.window:
             history.popleft()
@@ -119,6 +135,7 @@ class DailyReturns:
     close: float = 0.0  # equity at the end of the previous day
     last: float = 0.0
     returns: deque[float] = field(default_factory=deque)
+    closed: int = 0  # days closed so far: statistics only change when this does
 
     def observe(self, ts_ns: int, equity: float, capital: float) -> None:
         day = ts_ns // DAY_NS
@@ -132,6 +149,7 @@ class DailyReturns:
         self.last = equity
 
     def _push(self, value: float) -> None:
+        self.closed += 1
         self.returns.append(value)
         if len(self.returns) > self.window:
             self.returns.popleft()
@@ -152,29 +170,42 @@ class DailyReturns:
 
 @dataclass
 class TradeWindow:
-    """Net PnL of the last `size` round trips: win rate, expectancy, profit factor, sum over the window."""
+    """Net PnL of the last `size` round trips: win rate, expectancy, profit factor, sum over the window.
+
+    Running sums are updated as trips enter and leave the window, so a metric costs O(1).
+    """
 
     size: int
     pnls: deque[float] = field(default_factory=deque)
+    wins: int = 0
+    gains: float = 0.0  # Σ positive net PnL in the window
+    losses: float = 0.0  # Σ negative net PnL in the window (≤ 0)
 
     def add(self, net_pnl: float) -> None:
+        self._count(net_pnl, 1)
         self.pnls.append(net_pnl)
         if len(self.pnls) > self.size:
-            self.pnls.popleft()
+            self._count(self.pnls.popleft(), -1)
+
+    def _count(self, pnl: float, sign: int) -> None:
+        if pnl > 0:
+            self.wins += sign
+            self.gains += sign * pnl
+        elif pnl < 0:
+            self.losses += sign * pnl
 
     def metric(self, name: str) -> float | None:
-        pnls = self.pnls
-        if not pnls:
+        count = len(self.pnls)
+        if not count:
             return None
         if name == "win_rate":
-            return sum(1 for p in pnls if p > 0) / len(pnls)
+            return self.wins / count
         if name == "expectancy":
-            return math.fsum(pnls) / len(pnls)
+            return (self.gains + self.losses) / count
         if name == "net_pnl":
-            return math.fsum(pnls)
+            return self.gains + self.losses
         if name == "profit_factor":
-            losses = -math.fsum(p for p in pnls if p < 0)
-            return math.fsum(p for p in pnls if p > 0) / losses if losses > 0 else None
+            return self.gains / -self.losses if self.losses < 0 else None
         raise ValueError(f"no windowed form of {name}")
 
 

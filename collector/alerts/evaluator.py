@@ -177,15 +177,22 @@ class DailyWatch(Watch):
     def __init__(self, rule: SharpeRule | OpportunityRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
         self.days = DailyReturns(rule.window_days)
+        self.cached: tuple[int, float | None] = (-1, None)  # (days closed, statistic)
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         if capital <= 0:
             return None
-        self.days.observe(now_ns, series.equity, capital)
+        days = self.days
+        days.observe(now_ns, series.equity, capital)
+        if self.cached[0] == days.closed:  # only a closed day changes the window
+            return self.cached[1]
         rule = self.rule
         if isinstance(rule, SharpeRule) and rule.statistic == "sharpe":
-            return self.days.sharpe(rule.min_days)
-        return self.days.psr(rule.min_days, rule.benchmark_sharpe)
+            value = days.sharpe(rule.min_days)
+        else:
+            value = days.psr(rule.min_days, rule.benchmark_sharpe)
+        self.cached = (days.closed, value)
+        return value
 
 
 class SlippageWatch(Watch):
@@ -271,6 +278,7 @@ class AlertEngine:
         for rule in rules.rules:
             self.by_level.setdefault(rule.level, []).append(rule)
         self.watches: dict[Series, list[Watch]] = {}
+        self._capital: dict[Series, tuple[int, float]] = {}  # series → (accounts seen, capital base)
         self.health: list[Watch] = [HealthWatch(rule, COLLECTOR_KEY) for rule in self.by_level.get("collector", [])]
         self.fired = 0
 
@@ -315,22 +323,28 @@ class AlertEngine:
             watches = self._watches(series)
             if not watches:
                 continue
-            capital = engine.capital_base(series)
+            capital = self._capital_of(series)
             for watch in watches:
                 watch.on_fill(fill, result, series, capital)
                 self._evaluate(watch, series, capital, now, events)
         return events
 
+    def _capital_of(self, series: Series) -> float:
+        """The series' capital base, recomputed only when it gains an account."""
+        cached = self._capital.get(series)
+        if cached is None or cached[0] != len(series.accounts):
+            cached = self._capital[series] = (len(series.accounts), self.engine.capital_base(series))
+        return cached[1]
+
     def on_tick(self, changed: set[Series], now_ns: int) -> list[AlertEvent]:
         """Series changed by marks, running timers, and staleness (which changes with time alone)."""
-        engine = self.engine
         events: list[AlertEvent] = []
         for series, watches in self.watches.items():
             recheck = series in changed
             capital = 0.0
             for watch in watches:
                 if recheck or watch.waiting or isinstance(watch, StalenessWatch):
-                    capital = capital or engine.capital_base(series)
+                    capital = capital or self._capital_of(series)
                     self._evaluate(watch, series, capital, now_ns, events)
         return events
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from collector.config import Settings
+from collector.receivers import http_receiver
 from collector.run.collector import Collector
 from collector.store.reader import Reader
-from tests.alerts.receivers import http_receiver
 from tests.run.conftest import running, scalar, wait_for, with_sources
 
 RULES = """

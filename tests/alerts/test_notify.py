@@ -21,7 +21,7 @@ from collector.alerts.notify.dispatcher import Dispatcher, build_notifiers
 from collector.alerts.notify.email import Email
 from collector.alerts.notify.http import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from collector.alerts.rules import AlertRules, EmailNotifier
-from tests.alerts.receivers import http_receiver
+from collector.receivers import http_receiver
 
 RULE = {
     "name": "dd",

@@ -1,8 +1,13 @@
-"""Real local receivers for notification tests: an HTTP server and an SMTP server (aiosmtpd)."""
+"""Local notification receivers for the demo and the tests: an HTTP server (Slack/webhook) and SMTP.
+
+They stand in for Slack, a webhook consumer and a mail server on 127.0.0.1, so notifications
+can be seen end to end on a machine without any of them.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,3 +70,34 @@ def http_receiver() -> Iterator[HttpReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class SmtpReceiver:
+    host: str
+    port: int
+    messages: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+@contextmanager
+def smtp_receiver() -> Iterator[SmtpReceiver | None]:
+    """A plain SMTP server on 127.0.0.1 (None when aiosmtpd, a dev dependency, is not installed)."""
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    receiver = SmtpReceiver("127.0.0.1", port)
+    controller = Controller(receiver, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield receiver
+    finally:
+        controller.stop()
