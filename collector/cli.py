@@ -192,7 +192,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_grafana(args: argparse.Namespace) -> int:
     from collector.grafana.build import build, stale
-    from collector.grafana.checker import check_directory
+    from collector.grafana.checker import check_dashboard, check_directory
+    from collector.grafana.names import DASHBOARDS
 
     rules = args.rules or _settings(args).alerts.rules
     if args.action == "build":
@@ -203,6 +204,9 @@ def cmd_grafana(args: argparse.Namespace) -> int:
         if outdated:
             raise RunFailed(f"out of date with {rules} (run `stratmon grafana build`): {', '.join(outdated)}")
     problems = check_directory(args.out / "provisioning" / "alerting")
+    for uid in DASHBOARDS.values():
+        path = args.out / "dashboards" / f"{uid}.json"
+        problems += check_dashboard(json.loads(path.read_text(encoding="utf-8")), uid)
     if problems:
         raise RunFailed("Grafana would reject the provisioning files:\n  " + "\n  ".join(problems))
     print("provisioning files are valid" + (" and up to date" if args.action == "check" else ""))

@@ -210,3 +210,80 @@ def _check_route(
     for child in route.get("routes") or []:
         problems += _check_route(file, child, contacts, mutes)
     return problems
+
+
+PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline", "row", "barchart", "text"}
+_VARIABLE_USE = re.compile(r"\$(?:\{)?([A-Za-z_][A-Za-z0-9_]*)")
+GRAFANA_MACROS = {
+    "timeFilter",
+    "__interval",
+    "__interval_ms",
+    "__timeFilter",
+    "tag_account",
+    "tag_strategy",
+    "tag_symbol",
+    "tag_rule",
+    "tag_instance",
+}
+
+
+def check_dashboard(model: dict[str, Any], expected_uid: str, datasource_uid: str = DATASOURCE_UID) -> list[str]:
+    """Structural rules a provisioned dashboard must follow (in lieu of Grafana's loader)."""
+    where = f"dashboard {expected_uid}"
+    problems = []
+    if model.get("uid") != expected_uid:
+        problems.append(f"{where}: uid {model.get('uid')!r} is not the stable uid")
+    for key in ("__inputs", "__requires", "id"):
+        if key in model:
+            problems.append(f"{where}: {key} must not be in a provisioned dashboard")
+    if not isinstance(model.get("refresh"), str):
+        problems.append(f"{where}: refresh must be a string such as '5s'")
+    if "1s" not in (model.get("timepicker") or {}).get("refresh_intervals", []):
+        problems.append(f"{where}: 1s refresh is not offered")
+    variables = {v["name"]: v for v in (model.get("templating") or {}).get("list", [])}
+    for name, variable in variables.items():
+        query = variable.get("query")
+        text = query if isinstance(query, str) else (query or {}).get("query", "")
+        if variable.get("type") == "query" and not str(text).startswith("SHOW TAG VALUES"):
+            problems.append(f"{where}: variable {name} must come from SHOW TAG VALUES")
+        if (variable.get("datasource") or {}).get("uid") != datasource_uid:
+            problems.append(f"{where}: variable {name} uses another datasource")
+    ids = [panel.get("id") for panel in model.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        problems.append(f"{where}: panel ids are not unique")
+    for panel in model.get("panels", []):
+        problems += _check_panel(where, panel, set(variables), datasource_uid)
+    for annotation in (model.get("annotations") or {}).get("list", []):
+        if (annotation.get("datasource") or {}).get("uid") not in (datasource_uid, "grafana", "-- Grafana --"):
+            problems.append(f"{where}: annotation {annotation.get('name')!r} uses another datasource")
+    return problems
+
+
+def _check_panel(where: str, panel: dict[str, Any], variables: set[str], datasource_uid: str) -> list[str]:
+    name = f"{where} panel {panel.get('title')!r}"
+    problems = []
+    kind = panel.get("type")
+    if kind not in PANEL_TYPES:
+        problems.append(f"{name}: unknown panel type {kind!r}")
+    position = panel.get("gridPos") or {}
+    if position.get("x", 0) + position.get("w", 0) > 24 or position.get("h", 0) <= 0:
+        problems.append(f"{name}: gridPos {position} does not fit the 24-column grid")
+    if kind == "row":
+        return problems
+    if (panel.get("datasource") or {}).get("uid") != datasource_uid:
+        problems.append(f"{name}: datasource must be uid {datasource_uid}")
+    if kind in ("timeseries", "stat") and not ((panel.get("fieldConfig") or {}).get("defaults") or {}).get("unit"):
+        problems.append(f"{name}: no unit set")
+    if panel.get("repeat") and panel["repeat"] not in variables:
+        problems.append(f"{name}: repeats over unknown variable {panel['repeat']!r}")
+    targets = panel.get("targets") or []
+    if not targets:
+        problems.append(f"{name}: no queries")
+    for target in targets:
+        if not target.get("rawQuery") or not target.get("query"):
+            problems.append(f"{name}: targets must be raw InfluxQL")
+            continue
+        for used in _VARIABLE_USE.findall(target["query"]):
+            if used not in variables and used not in GRAFANA_MACROS:
+                problems.append(f"{name}: query uses undefined variable ${used}")
+    return problems
