@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test demo lint typecheck influxd venv bench clean
+.PHONY: test demo lint typecheck influxd chromium venv bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ venv: $(STAMP)
 influxd:
 	@bash scripts/ensure-influxd.sh
 
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check collector tests benchmarks
 	$(BIN)/ruff format --check collector tests benchmarks
@@ -25,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy collector tests benchmarks
 
-test: $(STAMP) influxd lint typecheck
+test: $(STAMP) influxd chromium lint typecheck
 	$(BIN)/pytest -q -m "not slow"
 
 demo: $(STAMP) influxd

@@ -75,12 +75,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from collector.report import build_report, rejects_summary, render
+    from collector.report import Observer, build_report, rejects_summary, render
 
+    settings = _settings(args)
+    observers: list[Observer] = []
+    history = None
+    if args.html:
+        from collector.report_html import history_for
+
+        history = history_for(settings)
+        observers.append(history)
     report = build_report(
-        _settings(args), args.paths, fmt=args.format_in, marks_paths=args.marks, dead_letter=args.dead_letter
+        settings,
+        args.paths,
+        fmt=args.format_in,
+        marks_paths=args.marks,
+        dead_letter=args.dead_letter,
+        observers=observers,
     )
-    sys.stdout.write(render(report, args.format, args.level))
+    if history is not None:
+        from collector.report_html import write_html
+
+        write_html(args.html, report, history)
+        print(f"wrote {args.html}", file=sys.stderr)
+    else:
+        sys.stdout.write(render(report, args.format, args.level))
     summary = rejects_summary(report)
     if summary:
         print(summary, file=sys.stderr)
@@ -290,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--marks", nargs="+", metavar="PATH", help="marks files ({ts, symbol, price} records)")
     report.add_argument("--input-format", dest="format_in", choices=["jsonl", "csv"], help="default: from extension")
     report.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
+    report.add_argument("--html", type=Path, metavar="OUT", help="write a self-contained HTML page with plots")
     report.set_defaults(func=cmd_report)
 
     query = sub.add_parser("query", parents=[common], help="run an InfluxQL statement")

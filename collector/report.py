@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collector.config import Settings
-from collector.engine.engine import Engine
+from collector.engine.engine import Engine, FillResult
 from collector.engine.series import LEVELS, METRIC_FIELDS
 from collector.ingest import accepted_fills
 from collector.intake import Intake
@@ -69,12 +70,16 @@ def _read_marks(paths: list[str], fmt: str | None, letters: DeadLetter) -> list[
     return marks
 
 
+Observer = Callable[[Engine, Fill | Mark, FillResult | None], None]
+
+
 def build_report(
     settings: Settings,
     paths: list[str],
     fmt: str | None = None,
     marks_paths: list[str] | None = None,
     dead_letter: Path | None = None,
+    observers: Sequence[Observer] = (),
 ) -> Report:
     """Validate like ingest, then replay fills and marks in time order through the engine."""
     letters = DeadLetter(dead_letter or settings.ingest.dead_letter)
@@ -89,10 +94,13 @@ def build_report(
     events.sort(key=lambda event: event.ts)  # stable: equal times keep file order
     engine = new_engine(settings)
     for event in events:
+        result: FillResult | None = None
         if isinstance(event, Fill):
-            engine.on_fill(event)
+            result = engine.on_fill(event)
         else:
             engine.on_mark(event)
+        for observe in observers:
+            observe(engine, event, result)
     return Report(engine, intake.stats.accepted, intake.stats.rejected, intake.stats.duplicates, len(marks), letters)
 
 

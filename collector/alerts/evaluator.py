@@ -271,8 +271,9 @@ WATCHES: dict[str, Callable[[Any, tuple[str, str, str]], Watch]] = {
 
 
 class AlertEngine:
-    def __init__(self, rules: AlertRules, engine: Engine) -> None:
+    def __init__(self, rules: AlertRules, engine: Engine, log_events: bool = True) -> None:
         self.rules = rules
+        self.log_events = log_events  # a report replaying history does not log every transition
         self.engine = engine
         self.by_level: dict[str, list[_Rule]] = {}
         for rule in rules.rules:
@@ -372,5 +373,6 @@ class AlertEngine:
         message += f" ({OPS[watch.op]} {watch.threshold:g})"
         if state == "firing":
             self.fired += 1
-        log.log(logging.WARNING if state == "firing" else logging.INFO, "alert %s", message)
+        if self.log_events:
+            log.log(logging.WARNING if state == "firing" else logging.INFO, "alert %s", message)
         return AlertEvent(rule, level, account, strategy, state, watch.value, watch.threshold, now, message)
