@@ -55,3 +55,41 @@ def psr_of_returns(returns: Sequence[float], benchmark_sr: float = 0.0) -> float
         return None
     sr, skew, kurtosis, n = moments
     return probabilistic_sharpe_ratio(sr, n, benchmark_sr, skew, kurtosis)
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def minimum_track_record_length(
+    sr: float, benchmark_sr: float = 0.0, skew: float = 0.0, kurtosis: float = 3.0, alpha: float = 0.05
+) -> float | None:
+    """MinTRL = 1 + (1 − γ₃·SR + ((γ₄ − 1)/4)·SR²) · (Z⁻¹(1 − α) / (SR − SR*))², in observations.
+
+    How many returns are needed before SR > SR* at confidence 1 − α; None when SR ≤ SR*.
+    """
+    if sr <= benchmark_sr:
+        return None
+    z = _NORMAL.inv_cdf(1 - alpha)
+    return 1 + (1 - skew * sr + (kurtosis - 1) / 4 * sr * sr) * (z / (sr - benchmark_sr)) ** 2
+
+
+def expected_max_sharpe(trial_sr_variance: float, trials: int) -> float:
+    """SR₀ = sqrt(V[SR_k]) · ((1 − γ)·Z⁻¹(1 − 1/N) + γ·Z⁻¹(1 − 1/(N·e))): the best SR of N unskilled trials."""
+    if trials < 2:
+        return 0.0
+    return math.sqrt(trial_sr_variance) * (
+        (1 - EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / trials) + EULER_GAMMA * _NORMAL.inv_cdf(1 - 1 / (trials * math.e))
+    )
+
+
+def deflated_sharpe_ratio(
+    sr: float, n: float, trial_srs: list[float], skew: float = 0.0, kurtosis: float = 3.0
+) -> float:
+    """DSR = PSR(SR₀): PSR against the Sharpe the best of the trials would reach by luck.
+
+    V[SR_k] is the population variance (ddof = 0) of the trials' SRs, as mlfinlab computes it;
+    the number of trials is every configuration evaluated, kept or discarded.
+    """
+    mean = math.fsum(trial_srs) / len(trial_srs)
+    variance = math.fsum((s - mean) ** 2 for s in trial_srs) / len(trial_srs)
+    return probabilistic_sharpe_ratio(sr, n, expected_max_sharpe(variance, len(trial_srs)), skew, kurtosis)

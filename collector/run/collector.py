@@ -24,6 +24,7 @@ from collector.alerts.rules import load_rules
 from collector.config import Settings
 from collector.engine.engine import Engine
 from collector.engine.series import Series
+from collector.errors import UserError
 from collector.model import Fill, FillValidator
 from collector.run import checkpoint
 from collector.run.checkpoint import Checkpoint, Counters
@@ -65,6 +66,11 @@ class Collector:
         self.alerts: AlertEngine | None = None
         self.dispatcher: Dispatcher | None = None
         if settings.alerts.enabled:
+            if not Path(settings.alerts.rules).is_file():
+                raise UserError(
+                    f"alerts.rules: {settings.alerts.rules} not found (relative to {Path.cwd()}); point alerts.rules "
+                    "at your rules file or set alerts.enabled: false"
+                )
             rules = load_rules(settings.alerts.rules)
             self.alerts = AlertEngine(rules, self.engine)
             self.alerts.adopt(self.state.alerts)

@@ -129,3 +129,15 @@ def test_trade_window_metrics_match_numpy() -> None:
     assert window.metric("expectancy") == pytest.approx(last.mean())
     assert window.metric("net_pnl") == pytest.approx(last.sum())
     assert window.metric("profit_factor") == pytest.approx(last[last > 0].sum() / -last[last < 0].sum())
+
+
+def test_mintrl_and_dsr_published_values() -> None:
+    from collector.optimize.statistics import deflated_sharpe_ratio, expected_max_sharpe, minimum_track_record_length
+
+    # mlfinlab test_backtest_statistics
+    assert minimum_track_record_length(1.14, 1.0, 0.0, 3.0, 0.05) == pytest.approx(228.73497, abs=1e-4)
+    trials = [3.5, 1.01, 1.02]
+    variance = float(np.var(trials))
+    assert expected_max_sharpe(variance, 3) == pytest.approx(0.99902, abs=1e-5)
+    assert deflated_sharpe_ratio(1.14, 250, trials) == pytest.approx(0.95836, abs=1e-5)
+    assert minimum_track_record_length(0.5, 1.0) is None
