@@ -39,6 +39,7 @@ bench: $(STAMP) influxd
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/alerts.py
+	$(BIN)/python benchmarks/optimizer.py
 
 clean:
 	rm -rf $(VENV) .stratmon .pytest_cache .mypy_cache .ruff_cache

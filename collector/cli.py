@@ -259,6 +259,65 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from collector.optimize.job import optimize
+    from collector.store.connect import open_writer
+
+    settings = _settings(args)
+    writer = open_writer(settings)
+    try:
+        results = optimize(settings, writer, dry_run=args.dry_run)
+    finally:
+        writer.close()
+    table = Table(title="suggestions" + (" (dry run)" if args.dry_run else ""))
+    for column in ("rule", "target", "change", "status", "confidence", "risk", "rationale"):
+        table.add_column(column)
+    for result in results:
+        s = result.suggestion
+        value = result.outcome.decision.value
+        table.add_row(
+            s.rule,
+            f"{s.strategy}/{s.account}",
+            f"{s.param}: {s.old} → {value if value is not None else s.new}",
+            result.status + (f" ({result.outcome.decision.reason})" if result.outcome.decision.reason else ""),
+            f"{s.confidence:.2f}",
+            s.risk,
+            s.rationale,
+        )
+    Console(width=None if sys.stdout.isatty() else 220).print(table)
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    import time as clock
+
+    from collector.optimize.apply import Applier
+    from collector.optimize.job import load_config
+
+    applier = Applier(load_config(_settings(args)))
+    if args.action == "list":
+        table = Table(title=str(applier.audit.path))
+        for column in ("id", "time", "action", "target", "param", "old → new", "rule"):
+            table.add_column(column)
+        for r in applier.audit.records():
+            table.add_row(r.id, r.time, r.action, f"{r.strategy}/{r.account}", r.param, f"{r.old} → {r.new}", r.rule)
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+        return 0
+    if not args.id:
+        raise UserError(f"stratmon changes {args.action} needs a change id (see `stratmon changes list`)")
+    if args.action == "show":
+        record = applier.audit.find(args.id)
+        if record is None:
+            raise UserError(f"no change {args.id}")
+        print(json.dumps(record.__dict__, indent=2, default=str))
+        return 0
+    outcome = applier.rollback(args.id, reason=args.reason, now_ns=clock.time_ns())
+    if not outcome.decision.applied or outcome.record is None:
+        raise UserError(f"not rolled back: {outcome.decision.reason}")
+    print(f"rolled back {args.id}: {outcome.record.param} {outcome.record.old} → {outcome.record.new}")
+    return 0
+
+
 def cmd_influx(args: argparse.Namespace) -> int:
     server = LocalInfluxd(args.dir)
     if args.action == "start":
@@ -343,6 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("action", choices=["check"])
     alerts.add_argument("--rules", type=Path, help="alert rules file (default: alerts.rules of the config)")
     alerts.set_defaults(func=cmd_alerts)
+
+    optimize = sub.add_parser("optimize", parents=[common], help="evaluate optimization rules, apply low-risk ones")
+    optimize.add_argument("--dry-run", action="store_true", help="decide and audit, but change nothing")
+    optimize.set_defaults(func=cmd_optimize)
+
+    changes = sub.add_parser("changes", parents=[common], help="audited parameter changes: list, show, roll back")
+    changes.add_argument("action", choices=["list", "show", "rollback"])
+    changes.add_argument("id", nargs="?", help="change id")
+    changes.add_argument("--reason", default="rolled back by a person", help="recorded in the audit log")
+    changes.set_defaults(func=cmd_changes)
 
     influx = sub.add_parser("influx", parents=[common], help="a private influxd for tests and the demo")
     influx.add_argument("action", choices=["start", "stop", "status"])

@@ -118,6 +118,9 @@ class SimulatorSourceConfig(_Section):
     max_rate: float = Field(5000.0, gt=0, description="fills per wall second at most; the clock slows to keep it")
     activity: float = Field(1.0, gt=0, description="scales every strategy's trade frequency")
     tick: float = Field(0.05, gt=0, le=5, description="wall seconds per simulation step")
+    parameters_file: Path | None = Field(
+        None, description="the optimizer's parameter store: sizes, allocation and on/off are read from it"
+    )
 
 
 SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig | SimulatorSourceConfig, Field(discriminator="type")]
@@ -154,6 +157,12 @@ class AlertsConfig(_Section):
     rules: Path = Field(Path("rules/alerts.yaml"), description="alert rules and notifiers (YAML)")
 
 
+class OptimizeConfig(_Section):
+    enabled: bool = True
+    rules: Path = Field(Path("rules/optimization.yaml"), description="parameters, guardrails and rules (YAML)")
+    every: float = Field(3600.0, gt=0, description="seconds between optimization runs inside `stratmon run`")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -171,6 +180,7 @@ class Settings(BaseSettings):
     run: RunConfig = RunConfig()
     jobs: JobsConfig = JobsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    optimize: OptimizeConfig = OptimizeConfig()
 
     @field_validator("sources")
     @classmethod

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from collector.config import Settings, SimulatorSourceConfig, load_settings
 from collector.jobs.scheduler import JOBS, enabled_jobs
+from collector.optimize.rules import load_optimization
 from collector.receivers import SmtpReceiver, http_receiver, smtp_receiver
 from collector.run.collector import Collector
 from collector.run.live import run_with_live_view
@@ -58,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     state = server.start()
     if not settings.influx.url:
         settings.influx.url = state.url
+    store = Path(".stratmon/parameters.json")
+    if settings.optimize.enabled and Path(settings.optimize.rules).is_file():
+        store = load_optimization(settings.optimize.rules).store.path
     settings.sources = settings.sources or [
-        SimulatorSourceConfig(type="simulator", speed=args.speed, backfill=args.backfill_days * 86_400)
+        SimulatorSourceConfig(
+            type="simulator", speed=args.speed, backfill=args.backfill_days * 86_400, parameters_file=store
+        )  # closed loop: the optimizer's changes change what the simulated desk does
     ]
     settings.jobs.lateness = 0  # the accelerated clock makes windows complete quickly
     settings.jobs.rollup_every = 5

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -42,19 +43,35 @@ def _rollup_job(width: str) -> Job:
     return run
 
 
+def _optimize_job(settings: Settings, writer: Writer) -> str:
+    from collector.optimize.job import optimize
+
+    results = optimize(settings, writer)
+    applied = sum(1 for r in results if r.status == "applied")
+    return f"optimize: {len(results)} suggestions, {applied} applied"
+
+
 JOBS: dict[str, Job] = {f"rollup_{width}": _rollup_job(width) for width in ("1m", "1h", "1d")}
+JOBS["optimize"] = _optimize_job
 
 
 def enabled_jobs(settings: Settings) -> list[str]:
     return [f"rollup_{width}" for width in settings.jobs.rollups]
 
 
+def _interval(settings: Settings, name: str) -> float:
+    return settings.optimize.every if name == "optimize" else settings.jobs.rollup_every
+
+
 def start_scheduler(settings: Settings, writer: Writer) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=UTC)
-    for name in enabled_jobs(settings):
+    names = enabled_jobs(settings)
+    if settings.optimize.enabled and Path(settings.optimize.rules).is_file():
+        names.append("optimize")
+    for name in names:
         scheduler.add_job(
             _guarded,
-            IntervalTrigger(seconds=settings.jobs.rollup_every),
+            IntervalTrigger(seconds=_interval(settings, name)),
             args=(name, settings, writer),
             id=name,
             coalesce=True,

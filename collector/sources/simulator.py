@@ -15,10 +15,12 @@ import pickle
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.config import SimulatorSourceConfig
 from collector.model import NS, Fill, Mark
+from collector.optimize.store import ParameterStore
 from collector.sources.base import Batch, Checker, Event, Outlet, Source
 
 DAY_S = 86_400.0
@@ -37,16 +39,16 @@ class Archetype:
 
 
 ARCHETYPES: dict[str, Archetype] = {
-    "trend": Archetype(6, 4 * 3600, 8.0, 1.5, 40, 0.03, 2),
-    "meanrev": Archetype(30, 1800, 3.5, 1.0, 25, 0.05, 2),
-    "mm": Archetype(300, 90, 1.0, -0.4, 3, 0.02, 1),
-    "statarb": Archetype(60, 1200, 2.5, 0.8, 12, 0.06, 3),
-    "breakout": Archetype(8, 2 * 3600, 7.0, 2.0, 50, 0.08, 2),
-    "momentum": Archetype(12, 5400, 5.0, 1.2, 35, 0.05, 2),
-    "pairs": Archetype(20, 3600, 3.0, 0.9, 20, 0.04, 2),
-    "carry": Archetype(2, 12 * 3600, 10.0, 1.0, 80, 0.02, 1),
-    "news": Archetype(5, 900, 10.0, 4.0, 8, 0.10, 3),
-    "volarb": Archetype(15, 2700, 3.5, 1.1, 30, 0.04, 2),
+    "trend": Archetype(6, 4 * 3600, 8.0, 1.5, 40, 0.008, 2),
+    "meanrev": Archetype(30, 1800, 3.5, 1.0, 25, 0.012, 2),
+    "mm": Archetype(300, 90, 1.0, -0.4, 3, 0.005, 1),
+    "statarb": Archetype(60, 1200, 2.5, 0.8, 12, 0.015, 3),
+    "breakout": Archetype(8, 2 * 3600, 7.0, 2.0, 50, 0.02, 2),
+    "momentum": Archetype(12, 5400, 5.0, 1.2, 35, 0.012, 2),
+    "pairs": Archetype(20, 3600, 3.0, 0.9, 20, 0.01, 2),
+    "carry": Archetype(2, 12 * 3600, 10.0, 1.0, 80, 0.005, 1),
+    "news": Archetype(5, 900, 10.0, 4.0, 8, 0.025, 3),
+    "volarb": Archetype(15, 2700, 3.5, 1.1, 30, 0.01, 2),
 }
 
 # (strategy name, archetype): 31 strategies, as on the desk.
@@ -151,6 +153,7 @@ class SimState:
     decayed: dict[str, bool]
     seq: int = 0
     rng_state: object = None
+    market_rng_state: object = None
 
 
 class Simulation:
@@ -175,7 +178,12 @@ class Simulation:
             decayed={name: False for name, _ in strategies},
         )
         self.rng = rng
+        # markets and regimes draw from their own generator, so what the desk does (e.g. a closed
+        # loop changing sizes) never changes the market it trades in
+        self.market_rng = random.Random(f"{config.seed}-market")
         self.state.rng_state = rng.getstate()
+        # closed loop: (strategy, account) → (size multiplier, enabled), e.g. from the parameter store
+        self.controls: Callable[[str, str], tuple[float, bool]] | None = None
 
     def expected_fills_per_sim_second(self) -> float:
         """A book-symbol waits 1/rate flat, then holds: 1 / (1/rate + hold) round trips per second,
@@ -189,6 +197,7 @@ class Simulation:
 
     def token(self) -> bytes:
         self.state.rng_state = self.rng.getstate()
+        self.state.market_rng_state = self.market_rng.getstate()
         return pickle.dumps(self.state)
 
     def restore(self, token: bytes) -> None:
@@ -197,20 +206,21 @@ class Simulation:
             raise TypeError("simulator checkpoint is not a SimState")
         self.state = state
         self.rng.setstate(state.rng_state)  # type: ignore[arg-type]
+        self.market_rng.setstate(state.market_rng_state)  # type: ignore[arg-type]
 
     def step(self, dt_s: float) -> list[Event]:
-        state, rng = self.state, self.rng
+        state, market = self.state, self.market_rng
         start = state.clock_ns
         end = start + int(dt_s * NS)
         events: list[Event] = []
         for name in state.decayed:  # regime switches
             hazard = ARCHETYPES[STYLE_OF[name]].decay_per_day
             rate = 0.15 if state.decayed[name] else hazard  # decayed strategies recover slowly
-            if rng.random() < 1 - math.exp(-rate * dt_s / DAY_S):
+            if market.random() < 1 - math.exp(-rate * dt_s / DAY_S):
                 state.decayed[name] = not state.decayed[name]
         for i, (symbol, _, vol, _) in enumerate(self.markets):
             sigma = vol * math.sqrt(dt_s / YEAR_S)
-            state.prices[i] *= math.exp(sigma * rng.gauss(0, 1) - 0.5 * sigma * sigma)
+            state.prices[i] *= math.exp(sigma * market.gauss(0, 1) - 0.5 * sigma * sigma)
             events.append(Mark(ts=end, symbol=symbol, price=_tick(state.prices[i])))
         for book in state.books:
             self._trade(book, start, end, dt_s, events)
@@ -234,8 +244,11 @@ class Simulation:
             if rng.random() >= 1 - math.exp(-rate * dt_s):
                 continue
             direction = 1 if rng.random() < 0.5 else -1
+            size, enabled = self.controls(book.strategy, book.account) if self.controls else (1.0, True)
             multiplier = self.markets[sym][3]
-            qty = max(1.0, round(TARGET_NOTIONAL * book.scale / (state.prices[sym] * multiplier)))
+            if not enabled or size <= 0:
+                continue  # the draws above still happened, so the market path does not depend on controls
+            qty = max(1.0, float(round(TARGET_NOTIONAL * book.scale * size / (state.prices[sym] * multiplier))))
             ts = start + int(rng.random() * (end - start))
             order = f"{book.account}-{book.strategy}-{state.seq}"
             book.open[sym] = _Open(direction, qty, ts + int(rng.expovariate(1 / style.hold_s) * NS) + 1, order)
@@ -287,12 +300,34 @@ class SimulatorSource(Source):
         self.sim = Simulation(config, time.time_ns() - int(config.backfill * NS))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._parameters_mtime = 0
         per_sim_second = self.sim.expected_fills_per_sim_second()
         self.speed = min(config.speed, config.max_rate / per_sim_second) if per_sim_second else config.speed
 
     def restore(self, token: object) -> None:
         if isinstance(token, bytes):
             self.sim.restore(token)
+
+    def _read_parameters(self) -> None:
+        """Closed loop: sizes, allocation and on/off from the optimizer's parameter store, when it changes."""
+        path = self.config.parameters_file
+        if path is None:
+            return
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime == self._parameters_mtime:
+            return
+        self._parameters_mtime = mtime
+        store = ParameterStore(path)
+
+        def controls(strategy: str, account: str) -> tuple[float, bool]:
+            size = float(store.get(strategy, account, "size_multiplier", 1.0))
+            allocation = float(store.get(strategy, account, "allocation", 1.0))
+            return size * allocation, bool(store.get(strategy, account, "enabled", True))
+
+        self.sim.controls = controls
 
     def start(self, outlet: Outlet, checker: Checker) -> None:
         self._thread = threading.Thread(target=self._run, args=(outlet,), name=f"source-{self.name}")
@@ -307,6 +342,7 @@ class SimulatorSource(Source):
         tick = self.config.tick
         next_step = time.monotonic()
         while not self._stop.is_set():
+            self._read_parameters()
             now_ns = time.time_ns()
             behind_s = (now_ns - self.sim.state.clock_ns) / NS
             dt = min(tick * self.speed, behind_s)  # catch up at `speed`, then run in real time

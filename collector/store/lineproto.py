@@ -6,6 +6,8 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
+import numpy as np
+
 from collector.model import Fill
 
 FieldValue = float | int | str | bool
@@ -29,12 +31,12 @@ def string_field(text: str) -> str:
 
 
 def _field(value: FieldValue) -> str:
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)  # shortest repr that round-trips exactly
+    if isinstance(value, int | np.integer):
+        return f"{int(value)}i"
+    if isinstance(value, float | np.floating):
+        return repr(float(value))  # shortest repr that round-trips exactly (numpy's repr is np.float64(…))
     return string_field(value)
 
 

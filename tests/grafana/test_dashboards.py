@@ -175,6 +175,19 @@ def _reader(settings: Settings) -> Reader:
     return open_reader(settings)
 
 
+UNDEFINABLE = {"sharpe", "sortino", "profit_factor", "payoff_ratio", "avg_win", "avg_loss", "win_rate", "expectancy"}
+
+
+def _undefined_now(reader: Reader, statement: str) -> bool:
+    """The query reads a metric that can be undefined, and the series' latest perf point has no value for it."""
+    match = re.match(r'SELECT last\("(\w+)"\) FROM "perf" WHERE "level" = \'(\w+)\' AND time', statement)
+    if match is None or match.group(1) not in UNDEFINABLE:
+        return False
+    field, level = match.groups()
+    latest = reader.query(f'SELECT * FROM "perf" WHERE "level" = \'{level}\' ORDER BY time DESC LIMIT 1')
+    return not latest.empty and (field not in latest.columns or bool(latest[field].isna().all()))
+
+
 def _busiest(reader: Reader, variable_query: str, chosen: dict[str, str], model: dict[str, Any]) -> str:
     """The value a user would pick: the one with the most points in the dashboard's range."""
     match = re.search(r'FROM "(\w+)" WITH KEY = "(\w+)"(?: WHERE (.*))?$', variable_query)
@@ -216,6 +229,8 @@ def test_every_query_returns_rows(loaded: Settings, uid: str, selection: str) ->
                 begin = end_ms - end_ms % DAY_MS
             statement = _substitute(query, variables, begin, end_ms)
             frame = reader.query(statement)
+            if frame.empty and _undefined_now(reader, statement):
+                continue  # e.g. Sortino without a losing day: Grafana shows "No data", correctly
             assert not frame.empty, (uid, where, statement)
             assert frame.notna().any().any(), (uid, where, statement)
     finally:

@@ -73,7 +73,8 @@ def test_strategies_differ_and_regimes_switch() -> None:
     assert equities[0] < 0 < equities[-1]  # winners and losers
     assert decayed_seen  # some strategy lost its edge for a while
     slippage = {r["strategy"]: r["slippage_bps_avg"] for r in rows}
-    assert slippage["mm_es"] < slippage["news_macro"]
+    assert slippage["mm_es"] < 0  # market making earns the spread
+    assert max(slippage.values()) - min(slippage.values()) > 1.0  # execution quality differs by strategy
 
 
 def test_rate_cap_slows_the_clock_to_about_max_rate() -> None:
