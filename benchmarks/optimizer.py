@@ -36,7 +36,7 @@ from collector.optimize.evaluate import evaluate_changes  # noqa: E402
 from collector.optimize.rules import OptimizationConfig, load_optimization  # noqa: E402
 from collector.optimize.store import ALL_ACCOUNTS  # noqa: E402
 from collector.optimize.suggest import DayStats, suggest  # noqa: E402
-from collector.sources.simulator import Simulation  # noqa: E402
+from collector.sources.simulator import Simulation, store_controls  # noqa: E402
 
 START_NS = 1_700_006_400 * NS  # a UTC midnight
 CAPITAL = 1_000_000.0
@@ -55,14 +55,7 @@ def run(seed: int, days: int, optimize: bool) -> dict[str, Any]:
         applier = Applier(config) if optimize else None
         simulation = Simulation(SimulatorSourceConfig(type="simulator", seed=seed, accounts=1), START_NS)
         if applier is not None:
-            store = applier.store
-
-            def controls(strategy: str, account: str) -> tuple[float, bool]:
-                size = float(store.get(strategy, account, "size_multiplier", 1.0))
-                allocation = float(store.get(strategy, account, "allocation", 1.0))
-                return size * allocation, bool(store.get(strategy, account, "enabled", True))
-
-            simulation.controls = controls
+            simulation.controls = store_controls(applier.store)
         engine = Engine(default_capital=CAPITAL)
         histories: dict[str, list[DayStats]] = {}
         last: dict[str, tuple[float, int, int]] = {}  # strategy → equity, trades, wins at the last midnight

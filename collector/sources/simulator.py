@@ -38,6 +38,44 @@ class Archetype:
     symbols: int  # symbols each book trades
 
 
+@dataclass(frozen=True)
+class Tunable:
+    """A strategy parameter whose best value drifts: `healthy` in the normal regime, `decayed` in the other.
+
+    The edge scales with how close the parameter is to the regime's best value: at it, the full
+    edge; `width` or further away, the decayed regime's losing edge. So a decayed regime is partly
+    a stale parameter, which retuning can recover.
+    """
+
+    name: str
+    healthy: float
+    decayed: float
+    width: float
+
+    def fit(self, value: float, decayed: bool) -> float:
+        best = self.decayed if decayed else self.healthy
+        return max(0.0, 1.0 - abs(value - best) / self.width)
+
+
+TUNABLE: dict[str, Tunable] = {
+    "trend": Tunable("lookback", 50, 90, 40),
+    "momentum": Tunable("lookback", 50, 90, 40),
+    "breakout": Tunable("lookback", 50, 90, 40),
+    "meanrev": Tunable("entry_z", 2.0, 3.0, 1.0),
+    "pairs": Tunable("entry_z", 2.0, 3.0, 1.0),
+    "statarb": Tunable("entry_z", 2.0, 3.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the desk is told to do (the optimizer's parameter store): size, on/off, strategy parameters."""
+
+    size: float = 1.0
+    enabled: bool = True
+    params: dict[str, float] = field(default_factory=dict)
+
+
 ARCHETYPES: dict[str, Archetype] = {
     "trend": Archetype(6, 4 * 3600, 8.0, 1.5, 40, 0.008, 2),
     "meanrev": Archetype(30, 1800, 3.5, 1.0, 25, 0.012, 2),
@@ -182,8 +220,8 @@ class Simulation:
         # loop changing sizes) never changes the market it trades in
         self.market_rng = random.Random(f"{config.seed}-market")
         self.state.rng_state = rng.getstate()
-        # closed loop: (strategy, account) → (size multiplier, enabled), e.g. from the parameter store
-        self.controls: Callable[[str, str], tuple[float, bool]] | None = None
+        # closed loop: (strategy, account) → what the parameter store says, e.g. size and parameters
+        self.controls: Callable[[str, str], Controls] | None = None
 
     def expected_fills_per_sim_second(self) -> float:
         """A book-symbol waits 1/rate flat, then holds: 1 / (1/rate + hold) round trips per second,
@@ -236,7 +274,7 @@ class Simulation:
             if position is not None:
                 if position.exit_ns <= end:
                     ts = max(start, position.exit_ns)
-                    edge = style.edge_bps * (-0.6 if state.decayed[book.strategy] else 1.0)
+                    edge = style.edge_bps * self._edge_factor(book)
                     out.append(self._fill(book, sym, -position.direction, position.qty, ts, edge, position.order))
                     del book.open[sym]
                 continue
@@ -244,9 +282,10 @@ class Simulation:
             if rng.random() >= 1 - math.exp(-rate * dt_s):
                 continue
             direction = 1 if rng.random() < 0.5 else -1
-            size, enabled = self.controls(book.strategy, book.account) if self.controls else (1.0, True)
+            controls = self.controls(book.strategy, book.account) if self.controls else Controls()
+            size = controls.size
             multiplier = self.markets[sym][3]
-            if not enabled or size <= 0:
+            if not controls.enabled or size <= 0:
                 continue  # the draws above still happened, so the market path does not depend on controls
             qty = max(1.0, float(round(TARGET_NOTIONAL * book.scale * size / (state.prices[sym] * multiplier))))
             ts = start + int(rng.random() * (end - start))
@@ -258,6 +297,16 @@ class Simulation:
                 part_qty = left if part == parts - 1 else float(max(1, round(qty / parts)))
                 left -= part_qty
                 out.append(self._fill(book, sym, direction, part_qty, ts + part * 1_000_000, 0.0, order))
+
+    def _edge_factor(self, book: _Book) -> float:
+        """+1 = the full edge, −0.6 = the decayed regime's loss; tunable strategies in between by fit."""
+        decayed = self.state.decayed[book.strategy]
+        tunable = TUNABLE.get(book.style)
+        if tunable is None:
+            return -0.6 if decayed else 1.0
+        controls = self.controls(book.strategy, book.account) if self.controls else Controls()
+        value = controls.params.get(tunable.name, tunable.healthy)
+        return tunable.fit(value, decayed) * 1.6 - 0.6
 
     def _fill(self, book: _Book, sym: int, direction: int, qty: float, ts: int, edge_bps: float, order: str) -> Fill:
         rng, state = self.rng, self.state
@@ -284,6 +333,21 @@ class Simulation:
             order_ts=ts - latency_ns,
             multiplier=multiplier,
         )
+
+
+def store_controls(store: ParameterStore) -> Callable[[str, str], Controls]:
+    """Controls read from the optimizer's parameter store (size × allocation, enabled, parameters)."""
+
+    def controls(strategy: str, account: str) -> Controls:
+        size = float(store.get(strategy, account, "size_multiplier", 1.0))
+        allocation = float(store.get(strategy, account, "allocation", 1.0))
+        tunable = TUNABLE.get(STYLE_OF.get(strategy, ""))
+        params = {}
+        if tunable is not None:
+            params[tunable.name] = float(store.get(strategy, account, tunable.name, tunable.healthy))
+        return Controls(size * allocation, bool(store.get(strategy, account, "enabled", True)), params)
+
+    return controls
 
 
 def _tick(price: float) -> float:
@@ -322,12 +386,7 @@ class SimulatorSource(Source):
         self._parameters_mtime = mtime
         store = ParameterStore(path)
 
-        def controls(strategy: str, account: str) -> tuple[float, bool]:
-            size = float(store.get(strategy, account, "size_multiplier", 1.0))
-            allocation = float(store.get(strategy, account, "allocation", 1.0))
-            return size * allocation, bool(store.get(strategy, account, "enabled", True))
-
-        self.sim.controls = controls
+        self.sim.controls = store_controls(store)
 
     def start(self, outlet: Outlet, checker: Checker) -> None:
         self._thread = threading.Thread(target=self._run, args=(outlet,), name=f"source-{self.name}")

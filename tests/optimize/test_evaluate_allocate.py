@@ -103,3 +103,62 @@ def test_thompson_weights_favour_the_better_record_and_stay_in_bounds(tmp_path: 
             s.strategy, "*", s.param, s.new, risk=s.risk, rule=s.rule, reason="t", now_ns=D0 * DAY
         )
         assert outcome.decision.applied and 0.8 <= float(outcome.decision.value) <= 1.2  # type: ignore[arg-type]
+
+
+def test_the_simulator_reads_the_store_closing_the_loop(tmp_path: Path) -> None:
+    from collector.config import SimulatorSourceConfig
+    from collector.model import Fill
+    from collector.optimize.store import ParameterStore
+    from collector.sources.simulator import Simulation, store_controls
+
+    store = ParameterStore(tmp_path / "p.json")
+    store.set("mm_es", "*", "enabled", False)
+    store.set("trend_es", "*", "size_multiplier", 0.0)
+    store.set("carry_fx", "*", "size_multiplier", 2.0)
+    config = SimulatorSourceConfig(type="simulator", seed=3, accounts=1)
+    plain, steered = Simulation(config, 1_700_000_000 * NS), Simulation(config, 1_700_000_000 * NS)
+    steered.controls = store_controls(store)
+    fills: dict[str, list[Fill]] = {"plain": [], "steered": []}
+    marks: dict[str, list[float]] = {"plain": [], "steered": []}
+    for name, sim in (("plain", plain), ("steered", steered)):
+        for _ in range(24 * 10):
+            for event in sim.step(3600):
+                if isinstance(event, Fill):
+                    fills[name].append(event)
+                else:
+                    marks[name].append(event.price)
+    assert marks["plain"] == marks["steered"]  # the same market either way
+    entries = [f for f in fills["steered"] if f.strategy in ("mm_es", "trend_es")]
+    assert entries == [] and any(f.strategy == "mm_es" for f in fills["plain"])
+    carry_plain = [f.qty for f in fills["plain"] if f.strategy == "carry_fx"]
+    carry_steered = [f.qty for f in fills["steered"] if f.strategy == "carry_fx"]
+    assert carry_steered and sum(carry_steered) > 1.5 * sum(carry_plain)
+
+
+def test_the_optimize_job_is_scheduled_inside_run(tmp_path: Path) -> None:
+    from collector.config import Settings
+    from collector.jobs.scheduler import JOBS, start_scheduler
+
+    settings = Settings(
+        state_dir=tmp_path, optimize={"rules": str(Path(__file__).resolve().parents[2] / "rules" / "optimization.yaml")}
+    )
+    scheduler = start_scheduler(settings, writer=None)  # type: ignore[arg-type]
+    try:
+        job = scheduler.get_job("optimize")
+        assert job is not None and "optimize" in JOBS
+        assert job.trigger.interval.total_seconds() == settings.optimize.every
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_parameter_push_reaches_the_trading_system(tmp_path: Path) -> None:
+    from collector.optimize.store import ParameterStore
+    from collector.receivers import http_receiver
+
+    with http_receiver() as receiver:
+        receiver.fail_next = 1  # the first push fails: retried
+        store = ParameterStore(tmp_path / "p.json", push_url=receiver.url + "/parameters", retries=2)
+        store.set("trend_es", "*", "size_multiplier", 0.8)
+        [request] = receiver.wait(1)
+        assert request.path == "/parameters"
+        assert request.json()["parameters"] == {"trend_es": {"*": {"size_multiplier": 0.8}}}

@@ -83,10 +83,12 @@ def test_optimize_run_applies_audits_and_rolls_back(settings: Settings, reader: 
         results = optimize(settings, writer, lookback_days=2000)
     finally:
         writer.close()
-    assert [(r.suggestion.rule, r.status) for r in results] == [("cut-size-when-decaying", "applied")]
+    statuses = {(r.suggestion.rule, r.status) for r in results}
+    assert statuses == {("cut-size-when-decaying", "applied"), ("retune-lookback-when-decaying", "proposed")}
     stored = json.loads((tmp_path / "parameters.json").read_text())
     assert stored["parameters"]["trend_es"]["*"]["size_multiplier"] == 0.75  # scale 0.7, limited to max_step 0.25
     assert scalar(reader, "SELECT count(confidence) FROM suggestions WHERE status = 'applied'") == 1
+    assert scalar(reader, "SELECT count(confidence) FROM suggestions WHERE status = 'proposed'") == 1
     assert scalar(reader, "SELECT last(new) FROM changes WHERE action = 'apply'") == 0.75
     config = tmp_path / "stratmon.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude={"sources"})))
