@@ -251,6 +251,13 @@ def in_trading_hours(ts_ns: int, rule: StalenessRule) -> bool:
     return DAYS[moment.weekday()] in hours.days and hours.start <= moment.time().replace(tzinfo=None) <= hours.end
 
 
+class ProposalWatch(Watch):
+    """Nothing to do on the stream: Grafana evaluates proposal rules from `suggestions` points."""
+
+    def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
+        return None
+
+
 class HealthWatch(Watch):
     rule: HealthRule
 
@@ -267,6 +274,7 @@ WATCHES: dict[str, Callable[[Any, tuple[str, str, str]], Watch]] = {
     "degradation": DegradationWatch,
     "staleness": StalenessWatch,
     "health": HealthWatch,
+    "proposal": ProposalWatch,
 }
 
 

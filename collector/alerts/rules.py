@@ -244,6 +244,38 @@ class OpportunityRule(_Rule):
         return f"PSR vs Sharpe {self.benchmark_sharpe:g} ({self.window_days}d)"
 
 
+Risk = Literal["low", "medium", "high"]
+
+
+def _human_risks() -> list[Risk]:
+    return ["medium", "high"]
+
+
+class ProposalRule(_Rule):
+    """The optimizer proposed a change it may not apply itself (medium/high risk): someone should look.
+
+    Evaluated by Grafana from the `suggestions` points (the optimizer runs as a job, not on the stream).
+    """
+
+    kind: Literal["proposal"]
+    level: Literal["strategy", "book"] = "strategy"
+    risks: list[Risk] = Field(default_factory=_human_risks)
+    lookback: Duration = Field(86_400.0, description="proposals within this long count")
+    severity: Literal["info", "warning", "critical"] = "info"
+
+    @model_validator(mode="after")
+    def _grafana_only(self) -> ProposalRule:
+        if self.fast_path or not self.grafana:
+            raise ValueError("proposal rules are evaluated by Grafana: grafana: true and fast_path: false")
+        return self
+
+    def condition(self) -> tuple[str, float]:
+        return "gt", 0.0
+
+    def statistic_name(self) -> str:
+        return "optimizer proposals"
+
+
 class HealthRule(_Rule):
     """The collector's own health, from its 5-second self-metrics."""
 
@@ -269,10 +301,11 @@ Rule = Annotated[
     | DegradationRule
     | StalenessRule
     | OpportunityRule
-    | HealthRule,
+    | HealthRule
+    | ProposalRule,
     Field(discriminator="kind"),
 ]
-GRAFANA_NATIVE = ("threshold", "drawdown_pct", "health")  # kinds Grafana can evaluate from perf/collector
+GRAFANA_NATIVE = ("threshold", "drawdown_pct", "health", "proposal")  # kinds Grafana can evaluate from perf/collector
 
 
 class SlackNotifier(_Strict):

@@ -20,6 +20,7 @@ from collector.alerts.rules import (
     DrawdownRule,
     EmailNotifier,
     HealthRule,
+    ProposalRule,
     SlackNotifier,
     ThresholdRule,
     WebhookNotifier,
@@ -70,6 +71,13 @@ def rule_query(rule: _Rule) -> tuple[str, int, str, float]:
             'GROUP BY "level", "account", "strategy"'
         )
         return query, 7 * 86_400, "gt", 0.0
+    if isinstance(rule, ProposalRule):
+        risks = "|".join(rule.risks)
+        query = (
+            f'SELECT count("confidence") FROM "suggestions" WHERE "status" = \'proposed\' AND "level" = '
+            f'\'{rule.level}\' AND "risk" =~ /^({risks})$/ AND $timeFilter GROUP BY "account", "strategy"'
+        )
+        return query, int(rule.lookback), "gt", 0.0
     if isinstance(rule, HealthRule):
         query = f'SELECT last("{rule.metric}") FROM "collector" WHERE $timeFilter GROUP BY "instance"'
         lookback = 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from collector.config import Settings
 from collector.grafana.build import build, stale
 from collector.grafana.checker import check_directory
 from collector.run.collector import Collector
+from collector.store.connect import open_writer
+from collector.store.lineproto import point
 from collector.store.reader import Reader
 from tests.run.conftest import running, scalar, wait_for, with_sources
 
@@ -119,7 +122,25 @@ def test_every_generated_query_returns_the_series_its_rule_needs(
         else:
             assert {"account", "strategy"} <= set(frame.columns), (uid, frame.columns)
             assert frame.iloc[:, 0].notna().all()
-    # the shipped rules' queries run on the same data too (native ones find their series)
+    # the shipped rules' queries run on the same data too (native ones find their series); the
+    # optimizer's proposals come from its job, so one is written here as it would write it
+    writer = open_writer(settings)
+    writer.write(
+        point(
+            "suggestions",
+            {
+                "rule": "retune",
+                "level": "strategy",
+                "account": "_all",
+                "strategy": "trend_es",
+                "risk": "medium",
+                "status": "proposed",
+            },
+            {"param": "lookback", "old": 50.0, "new": 60.0, "rationale": "test", "confidence": 0.97},
+            time.time_ns(),
+        )
+    )
+    writer.close()
     for uid, query in _queries(COMMITTED):
         frame = reader.query(query.replace("$timeFilter", "time > now() - 30d"))
         if '"alerts"' not in query:

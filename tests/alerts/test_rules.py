@@ -10,7 +10,17 @@ from collector.alerts.rules import load_rules, parse_duration
 from collector.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = {"threshold", "drawdown_pct", "sharpe", "slippage_anomaly", "degradation", "staleness", "opportunity", "health"}
+KINDS = {
+    "threshold",
+    "drawdown_pct",
+    "sharpe",
+    "slippage_anomaly",
+    "degradation",
+    "staleness",
+    "opportunity",
+    "health",
+    "proposal",
+}
 
 
 def test_default_rules_cover_every_kind() -> None:
