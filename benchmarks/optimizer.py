@@ -79,7 +79,7 @@ def run(seed: int, days: int, optimize: bool) -> dict[str, Any]:
                 now = START_NS + (day + 1) * 86_400 * NS
                 verdicts = evaluate_changes(applier, histories, {}, now)
                 rolled_back += sum(1 for v in verdicts if v.decision == "rolled back")
-                proposals = suggest(config, histories, applier.store)
+                proposals = suggest(config, histories, applier.store, applier.change_days())
                 proposals += allocation_suggestions(config, histories, applier.store, seed=seed * 100_000 + day)
                 for suggestion in proposals:
                     outcome = applier.propose(

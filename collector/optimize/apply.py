@@ -144,6 +144,14 @@ class Applier:
         self.audit.append(record)
         return Outcome(decision, record)
 
+    def change_days(self) -> dict[str, list[int]]:
+        """Per strategy, the UTC days changes were applied or rolled back (configurations tried)."""
+        days: dict[str, list[int]] = {}
+        for record in self.audit.records():
+            if record.action in ("apply", "rollback"):
+                days.setdefault(record.strategy, []).append(record_time_ns(record.time) // (86_400 * NS))
+        return days
+
     def _emit(self, record: ChangeRecord, now_ns: int) -> None:
         if self.writer is not None:
             self.writer.write(change_line(record, now_ns))

@@ -112,7 +112,7 @@ def optimize(settings: Settings, writer: Writer, dry_run: bool = False, lookback
     for strategy, account in sorted(by_book):
         accounts.setdefault(strategy, []).append(account)
     results = []
-    proposals = suggest(config, histories, applier.store)
+    proposals = suggest(config, histories, applier.store, applier.change_days())
     proposals += allocation_suggestions(config, histories, applier.store, seed=now // DAY_NS)
     for suggestion in proposals:
         canary = config.guardrails.canary.enabled and len(accounts.get(suggestion.strategy, [])) > 1

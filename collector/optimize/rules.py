@@ -100,6 +100,9 @@ class Guard(_Strict):
     psr_below: float | None = Field(None, gt=0, lt=1, description="PSR(benchmark) must be below this")
     benchmark_sharpe: float = Field(0.0, description="annualized Sharpe the PSR is computed against")
     min_track_record: bool = Field(False, description="require the window to reach the MinTRL at 95%")
+    dsr_above: float | None = Field(
+        None, gt=0, lt=1, description="Deflated Sharpe: trials = the configurations the optimizer has tried"
+    )
 
 
 class Action(_Strict):

@@ -17,7 +17,12 @@ from typing import Any
 from collector.alerts.evaluator import compare
 from collector.engine.metrics import TRADING_DAYS
 from collector.optimize.rules import OptimizationConfig, OptimizationRule, Window
-from collector.optimize.statistics import minimum_track_record_length, psr_of_returns, sample_moments
+from collector.optimize.statistics import (
+    deflated_sharpe_ratio,
+    minimum_track_record_length,
+    psr_of_returns,
+    sample_moments,
+)
 from collector.optimize.store import ALL_ACCOUNTS, ParameterStore
 
 
@@ -84,7 +89,21 @@ def window_metrics(days: list[DayStats], benchmark_sharpe: float = 0.0) -> dict[
     }
 
 
-def _guard_passes(rule: OptimizationRule, days: list[DayStats], metrics: dict[str, float | None]) -> bool:
+def trial_sharpes(history: list[DayStats], change_days: list[int]) -> list[float]:
+    """Daily Sharpe of each configuration the strategy has run: its history cut at every applied change."""
+    cuts = sorted(d for d in change_days if history and history[0].day < d <= history[-1].day)
+    out, start = [], history[0].day if history else 0
+    for end in [*cuts, (history[-1].day + 1) if history else 0]:
+        segment = [d.ret for d in history if start <= d.day < end]
+        if len(segment) >= 3 and statistics.stdev(segment) > 0:
+            out.append(statistics.fmean(segment) / statistics.stdev(segment))
+        start = end
+    return out
+
+
+def _guard_passes(
+    rule: OptimizationRule, days: list[DayStats], metrics: dict[str, float | None], trials: list[float]
+) -> bool:
     guard = rule.guard
     psr = metrics["psr"]
     if guard.psr_above is not None and (psr is None or psr <= guard.psr_above):
@@ -98,6 +117,13 @@ def _guard_passes(rule: OptimizationRule, days: list[DayStats], metrics: dict[st
         sr, skew, kurtosis, n = moments
         needed = minimum_track_record_length(sr, guard.benchmark_sharpe / math.sqrt(TRADING_DAYS), skew, kurtosis)
         if needed is None or n < needed:
+            return False
+    if guard.dsr_above is not None:
+        moments = sample_moments([d.ret for d in days])
+        if moments is None or len(trials) < 2:
+            return False  # no trials to deflate against yet: not enough evidence
+        sr, skew, kurtosis, n = moments
+        if deflated_sharpe_ratio(sr, n, trials, skew, kurtosis) <= guard.dsr_above:
             return False
     return True
 
@@ -115,9 +141,16 @@ def _proposal(rule: OptimizationRule, current: float | bool) -> float | bool:
 
 
 def suggest(
-    config: OptimizationConfig, histories: dict[str, list[DayStats]], store: ParameterStore
+    config: OptimizationConfig,
+    histories: dict[str, list[DayStats]],
+    store: ParameterStore,
+    change_days: dict[str, list[int]] | None = None,
 ) -> list[Suggestion]:
-    """Every rule whose window, conditions and guard hold for a strategy, as a proposed change."""
+    """Every rule whose window, conditions and guard hold for a strategy, as a proposed change.
+
+    `change_days`: per strategy, the days changes were applied (from the audit log); they split its
+    history into the configurations tried, the trials of the Deflated Sharpe guard.
+    """
     out: list[Suggestion] = []
     for rule in config.rules:
         if rule.action.reallocate:
@@ -134,7 +167,8 @@ def suggest(
             metrics = window_metrics(days, rule.guard.benchmark_sharpe)
             if not all(compare(metrics[c.metric], c.op, c.value) for c in rule.when):
                 continue
-            if not _guard_passes(rule, days, metrics):
+            trials = trial_sharpes(history, (change_days or {}).get(strategy, []))
+            if not _guard_passes(rule, days, metrics, trials):
                 continue
             current = store.get(strategy, ALL_ACCOUNTS, param, parameter.default)
             proposed = _proposal(rule, current)

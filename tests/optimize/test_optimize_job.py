@@ -105,3 +105,30 @@ def test_optimize_run_applies_audits_and_rolls_back(settings: Settings, reader: 
     )
     again = subprocess.run([*cli, "rollback", change_id, "--config", str(config)], capture_output=True, text=True)
     assert again.returncode == 2 and "already rolled back" in again.stderr
+
+
+def test_deflated_sharpe_guard_counts_the_configurations_tried(tmp_path: Path) -> None:
+    from collector.optimize.rules import OptimizationConfig
+    from collector.optimize.statistics import deflated_sharpe_ratio
+    from collector.optimize.suggest import trial_sharpes
+
+    rng = np.random.default_rng(11)
+    returns = list(rng.normal(0.003, 0.004, 60))
+    history = _history(returns)
+    trials = trial_sharpes(history, [DAY0 + 20, DAY0 + 40])
+    expected = [np.mean(returns[a:b]) / np.std(returns[a:b], ddof=1) for a, b in ((0, 20), (20, 40), (40, 60))]
+    assert np.allclose(trials, expected)
+    data = load_optimization(ROOT / "rules" / "optimization.yaml").model_dump(mode="json", by_alias=True)
+    grow = next(r for r in data["rules"] if r["name"] == "grow-size-when-proven")
+    grow["guard"] = {"dsr_above": 0.95}
+    config = OptimizationConfig.model_validate(data)
+    store = ParameterStore(tmp_path / "p.json")
+    assert not any(s.rule == grow["name"] for s in suggest(config, {"trend_es": history}, store))  # no trials yet
+    with_trials = suggest(config, {"trend_es": history}, store, {"trend_es": [DAY0 + 20, DAY0 + 40]})
+    window = np.array(returns[-20:])
+    sr = window.mean() / window.std(ddof=1)
+    d = window - window.mean()
+    dsr = deflated_sharpe_ratio(
+        sr, 20, trials, float(np.mean(d**3) / np.mean(d**2) ** 1.5), float(np.mean(d**4) / np.mean(d**2) ** 2)
+    )
+    assert any(s.rule == grow["name"] for s in with_trials) == (dsr > 0.95)
