@@ -82,19 +82,7 @@ def run(seed: int, days: int, optimize: bool) -> dict[str, Any]:
                 proposals = suggest(config, histories, applier.store, applier.change_days())
                 proposals += allocation_suggestions(config, histories, applier.store, seed=seed * 100_000 + day)
                 for suggestion in proposals:
-                    outcome = applier.propose(
-                        suggestion.strategy,
-                        ALL_ACCOUNTS,
-                        suggestion.param,
-                        suggestion.new,
-                        risk=suggestion.risk,
-                        rule=suggestion.rule,
-                        reason=suggestion.rationale,
-                        now_ns=now,
-                        evidence={k: v for k, v in suggestion.evidence.items() if isinstance(v, int | float)},
-                        suggestion_id=suggestion.id,
-                    )
-                    applied += outcome.decision.applied
+                    applied += applier.propose_suggestion(suggestion, now, ALL_ACCOUNTS).decision.applied
         violations = _bound_violations(config, applier) if applier is not None else 0
         equity_path = [0.0]
         for r in portfolio_returns:

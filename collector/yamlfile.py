@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from collector.errors import UserError
 
@@ -86,6 +86,20 @@ def _without_tags(loc: Loc, doc: YamlDocument | None) -> Loc:
         kept.append(part)
         node = _child(node, part)
     return tuple(kept)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_model(path: str | Path, model: type[ModelT], sections: str) -> ModelT:
+    """A YAML mapping validated as `model`; mistakes become a `UserError` with file:line, key and expectation."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise UserError(f"{doc.path}:1: expected a mapping with {sections}")
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, doc)) from None
 
 
 def describe_validation_error(

@@ -13,6 +13,7 @@ durations mean the same with live, replayed and accelerated simulated data.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,7 +98,7 @@ class AlertEvent:
         }
 
 
-class Watch:
+class Watch(ABC):
     """One rule on one series: its detector state and its pending/firing state machine."""
 
     def __init__(self, rule: _Rule, key: tuple[str, str, str]) -> None:
@@ -109,11 +110,12 @@ class Watch:
         self.firing = False
         self.value: float | None = None
 
-    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:
+    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:  # noqa: B027
         """Fold in a fill of this series (detectors that need per-fill data override this)."""
 
+    @abstractmethod
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
-        raise NotImplementedError
+        """The rule's statistic for the series now (None = undefined: the condition is false)."""
 
     def step(self, value: float | None, now_ns: int) -> str | None:
         """Advance the state machine; 'firing' / 'resolved' on a transition."""

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from abc import ABC, abstractmethod
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from collector.alerts.detectors import WINDOWED_METRICS
 from collector.engine.series import ALL, METRIC_FIELDS
-from collector.errors import UserError
-from collector.yamlfile import describe_validation_error, load_yaml
+from collector.yamlfile import load_model
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
@@ -85,7 +85,7 @@ class RateLimit(_Strict):
 Level = Literal["book", "strategy", "account", "portfolio", "collector"]
 
 
-class _Rule(_Strict):
+class _Rule(_Strict, ABC):
     kind: str
     name: Name
     level: Level
@@ -104,9 +104,9 @@ class _Rule(_Strict):
             raise ValueError("level collector goes with kind health (and only there)")
         return self
 
+    @abstractmethod
     def condition(self) -> tuple[str, float]:
         """(op, threshold) the statistic is compared with."""
-        raise NotImplementedError
 
     def grafana_native(self) -> bool:
         """Whether Grafana can evaluate the rule itself from perf/collector points."""
@@ -371,10 +371,4 @@ class AlertRules(_Strict):
 
 def load_rules(path: str | Path) -> AlertRules:
     """Load and validate; every mistake is a `UserError` with file:line, key and expectation."""
-    doc = load_yaml(path)
-    if not isinstance(doc.data, dict):
-        raise UserError(f"{doc.path}:1: expected a mapping with notifiers:, defaults:, rules:")
-    try:
-        return AlertRules.model_validate(doc.data)
-    except ValidationError as exc:
-        raise UserError(describe_validation_error(exc, doc)) from None
+    return load_model(path, AlertRules, "notifiers:, defaults:, rules:")

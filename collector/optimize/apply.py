@@ -16,6 +16,7 @@ from collector.model import NS
 from collector.optimize.guardrails import Decision, GuardrailBook, GuardrailState
 from collector.optimize.rules import OptimizationConfig
 from collector.optimize.store import AuditLog, ChangeRecord, ParameterStore, iso_time
+from collector.optimize.suggest import Suggestion
 from collector.store.lineproto import point
 from collector.store.writer import Writer
 
@@ -107,6 +108,21 @@ class Applier:
         self.audit.append(record)
         log.info("%s %s/%s %s: %s → %s (%s)", action, strategy, account, param, old, decision.value, rule)
         return Outcome(decision, record)
+
+    def propose_suggestion(self, suggestion: Suggestion, now_ns: int, account: str | None = None) -> Outcome:
+        """A suggestion through the guardrails (to `account` instead of its own, e.g. a canary)."""
+        return self.propose(
+            suggestion.strategy,
+            account or suggestion.account,
+            suggestion.param,
+            suggestion.new,
+            risk=suggestion.risk,
+            rule=suggestion.rule,
+            reason=suggestion.rationale,
+            now_ns=now_ns,
+            evidence={k: v for k, v in suggestion.evidence.items() if isinstance(v, int | float)},
+            suggestion_id=suggestion.id,
+        )
 
     def rollback(self, change_id: str, *, reason: str, now_ns: int, automatic: bool = False) -> Outcome:
         """Restore the value a change replaced (people: any time; automatic: through the guardrails)."""

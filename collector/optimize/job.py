@@ -116,18 +116,8 @@ def optimize(settings: Settings, writer: Writer, dry_run: bool = False, lookback
     proposals += allocation_suggestions(config, histories, applier.store, seed=now // DAY_NS)
     for suggestion in proposals:
         canary = config.guardrails.canary.enabled and len(accounts.get(suggestion.strategy, [])) > 1
-        outcome = applier.propose(
-            suggestion.strategy,
-            accounts[suggestion.strategy][0] if canary and suggestion.param != "enabled" else suggestion.account,
-            suggestion.param,
-            suggestion.new,
-            risk=suggestion.risk,
-            rule=suggestion.rule,
-            reason=suggestion.rationale,
-            now_ns=now,
-            evidence={k: v for k, v in suggestion.evidence.items() if isinstance(v, int | float)},
-            suggestion_id=suggestion.id,
-        )
+        target = accounts[suggestion.strategy][0] if canary and suggestion.param != "enabled" else None
+        outcome = applier.propose_suggestion(suggestion, now, target)
         result = Result(suggestion, outcome)
         results.append(result)
         writer.write(suggestion_line(result, now))

@@ -12,11 +12,10 @@ import fnmatch
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collector.alerts.rules import Duration, Name
-from collector.errors import UserError
-from collector.yamlfile import describe_validation_error, load_yaml
+from collector.yamlfile import load_model
 
 
 class _Strict(BaseModel):
@@ -158,10 +157,4 @@ class OptimizationConfig(_Strict):
 
 
 def load_optimization(path: str | Path) -> OptimizationConfig:
-    doc = load_yaml(path)
-    if not isinstance(doc.data, dict):
-        raise UserError(f"{doc.path}:1: expected a mapping with parameters:, guardrails:, rules:")
-    try:
-        return OptimizationConfig.model_validate(doc.data)
-    except ValidationError as exc:
-        raise UserError(describe_validation_error(exc, doc)) from None
+    return load_model(path, OptimizationConfig, "parameters:, guardrails:, store:, rules:")
