@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY collector ./collector
-RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/stratmon --create-home stratmon
+RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/stratmon --create-home stratmon \
+    && install -d -o stratmon -g stratmon /var/lib/stratmon/grafana-alerting  # a volume inherits this owner
 COPY rules ./rules
 COPY docker/collector.yaml /etc/stratmon/stratmon.yaml
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -210,11 +211,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_grafana(args: argparse.Namespace) -> int:
-    from collector.grafana.build import build, stale
+    from collector.grafana.build import build, stale, write_alerting
     from collector.grafana.checker import check_dashboard, check_directory
     from collector.grafana.names import DASHBOARDS
 
     rules = args.rules or _settings(args).alerts.rules
+    if args.action == "alerting":  # at container start: contact points only for the secrets this environment sets
+        for path in write_alerting(rules, args.out, os.environ):
+            print(path)
+        if problems := check_directory(args.out, environ=os.environ):
+            raise RunFailed("Grafana would reject the alerting files:\n  " + "\n  ".join(problems))
+        return 0
     if args.action == "build":
         for path in build(rules, args.out):
             print(path)
@@ -393,9 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
 
     grafana = sub.add_parser("grafana", parents=[common], help="build or check Grafana provisioning files")
-    grafana.add_argument("action", choices=["build", "check"], help="check: committed files equal a fresh build")
+    grafana.add_argument(
+        "action",
+        choices=["build", "check", "alerting"],
+        help="check: committed files equal a fresh build; alerting: write provisioning/alerting for this environment",
+    )
     grafana.add_argument("--rules", type=Path, help="alert rules file (default: alerts.rules of the config)")
-    grafana.add_argument("--out", type=Path, default=Path("grafana"), help="output directory (default grafana/)")
+    grafana.add_argument(
+        "--out",
+        type=Path,
+        default=Path("grafana"),
+        help="output directory (default grafana/; for alerting: the alerting directory itself)",
+    )
     grafana.set_defaults(func=cmd_grafana)
 
     alerts = sub.add_parser("alerts", parents=[common], help="validate and list the alert rules")

@@ -130,6 +130,9 @@ class RunConfig(_Section):
     instance: str = Field("", description="`instance` tag of collector self-metrics; empty = host name")
     queue_batches: int = Field(64, ge=1, le=100_000, description="batches between sources and engine (backpressure)")
     flush_interval: float = Field(0.25, gt=0, le=60, description="seconds between perf writes of changed series")
+    heartbeat: float = Field(
+        60.0, gt=0, le=86_400, description="event-time seconds after which an unchanged series gets a perf point again"
+    )
     health_interval: float = Field(5.0, gt=0, le=3600, description="seconds between collector self-metric points")
     snapshot_interval: float = Field(5.0, gt=0, le=3600, description="seconds between engine checkpoints")
     timestamp_memory: int = Field(100_000, ge=1000, description="recent fill timestamps kept to keep them unique")

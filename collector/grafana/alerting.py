@@ -5,14 +5,22 @@ InfluxQL query + reduce(last) + threshold. Rules only the collector can evaluate
 detectors, staleness) become a rule on the collector's own verdict: the `active` field of the
 `alerts` measurement. Either way Grafana shows and routes them.
 
+Staying true: every series gets a `perf` point at least every `run.heartbeat` (60 s of event
+time), so a 15-minute range always holds the last value of an idle strategy; when there is no
+data at all (collector stopped, desk closed) `KeepLast` keeps the rule where it was instead of
+resolving it. Health rules use `NoData`: a silent collector is itself worth an alert.
+
 Routing: rules the collector already notifies (`fast_path`) carry `delivery=collector` and are
 routed to a muted route, so nobody is told twice; the others carry `delivery=grafana` and a
 `notify` label that the per-notifier routes match, with timings per severity (critical: no
-group wait). Secrets appear only as `$VAR` / `$__file{}` references.
+group wait). Secrets appear only as `$VAR` / `$__file{}` references, and a contact point is
+provisioned only when its secret is set (`available_notifiers`): Grafana validates contact points
+after env expansion and refuses to start on an empty Slack or webhook URL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from collector.alerts.rules import (
@@ -27,7 +35,7 @@ from collector.alerts.rules import (
     _Rule,
     format_duration,
 )
-from collector.grafana.names import DASHBOARD_OF_LEVEL, DATASOURCE_UID, FOLDER, ORG_ID
+from collector.grafana.names import ALERT_PANEL, DASHBOARDS, DATASOURCE_UID, FOLDER, ORG_ID
 
 GROUP_INTERVAL = {"critical": "10s", "warning": "30s", "info": "1m"}
 TIMINGS = {  # group_wait, group_interval, repeat_interval
@@ -39,6 +47,23 @@ MUTED = "stratmon-collector-delivers"
 EXPR = {"type": "__expr__", "uid": "__expr__"}
 # Grafana 11 thresholds know gt/lt only; ≥ x is > x − ε (exact for the integer counters it is used on).
 EPSILON = 1e-9
+# 15 heartbeats (run.heartbeat = 60 s): the last point of an idle series is always in range
+PERF_LOOKBACK = 900
+HEALTH_LOOKBACK = 300  # health points come every 5 s
+VERDICT_LOOKBACK = 7 * 86_400  # the collector writes `alerts` points on transitions only
+# the tags that identify a series of each level (the others are `_all` or absent)
+SERIES_TAGS = {
+    "portfolio": (),
+    "account": ("account",),
+    "strategy": ("strategy",),
+    "book": ("account", "strategy"),
+    "collector": ("instance",),
+}
+# dashboard variables an alert link sets, per level
+LINK_VARIABLES = {"account": ("account",), "strategy": ("strategy",), "book": ("account", "strategy")}
+# statistics that are fractions: messages print them as percentages
+FRACTIONS = {"drawdown_pct", "win_rate", "return_cum", "reject_rate"}
+TRUE = {"1", "true", "yes", "on"}
 
 
 def _regex(patterns: list[str]) -> str:
@@ -62,32 +87,35 @@ def _where(rule: _Rule) -> str:
     return " AND ".join(clauses)
 
 
+def _group_by(level: str) -> str:
+    tags = SERIES_TAGS[level]
+    return " GROUP BY " + ", ".join(f'"{tag}"' for tag in tags) if tags else ""
+
+
 def rule_query(rule: _Rule) -> tuple[str, int, str, float]:
     """(InfluxQL, lookback seconds, threshold type, threshold value) for one rule."""
     op, value = rule.condition()
     if not rule.grafana_native():
-        query = (
-            f'SELECT last("active") FROM "alerts" WHERE "rule" = \'{rule.name}\' AND $timeFilter '
-            'GROUP BY "level", "account", "strategy"'
+        query = f'SELECT last("active") FROM "alerts" WHERE "rule" = \'{rule.name}\' AND $timeFilter' + _group_by(
+            rule.level
         )
-        return query, 7 * 86_400, "gt", 0.0
+        return query, VERDICT_LOOKBACK, "gt", 0.0
     if isinstance(rule, ProposalRule):
         risks = "|".join(rule.risks)
         query = (
             f'SELECT count("confidence") FROM "suggestions" WHERE "status" = \'proposed\' AND "level" = '
-            f'\'{rule.level}\' AND "risk" =~ /^({risks})$/ AND $timeFilter GROUP BY "account", "strategy"'
+            f"'{rule.level}' AND \"risk\" =~ /^({risks})$/ AND $timeFilter" + _group_by(rule.level)
         )
         return query, int(rule.lookback), "gt", 0.0
     if isinstance(rule, HealthRule):
-        query = f'SELECT last("{rule.metric}") FROM "collector" WHERE $timeFilter GROUP BY "instance"'
-        lookback = 300
+        query = f'SELECT last("{rule.metric}") FROM "collector" WHERE $timeFilter' + _group_by("collector")
+        lookback = HEALTH_LOOKBACK
     else:
         assert isinstance(rule, DrawdownRule | ThresholdRule)
-        metric = "drawdown_pct" if isinstance(rule, DrawdownRule) else rule.metric
-        query = (
-            f'SELECT last("{metric}") FROM "perf" WHERE {_where(rule)} AND $timeFilter GROUP BY "account", "strategy"'
+        query = f'SELECT last("{_metric(rule)}") FROM "perf" WHERE {_where(rule)} AND $timeFilter' + _group_by(
+            rule.level
         )
-        lookback = 3600
+        lookback = PERF_LOOKBACK
     if op == "ge":
         return query, lookback, "gt", value - EPSILON
     if op == "le":
@@ -105,15 +133,41 @@ def _labels(rule: _Rule) -> dict[str, str]:
     return labels
 
 
+def _metric(rule: _Rule) -> str:
+    """The statistic a Grafana-native rule compares (a `perf` or `collector` field, or a count)."""
+    if isinstance(rule, DrawdownRule):
+        return "drawdown_pct"
+    if isinstance(rule, ThresholdRule | HealthRule):
+        return rule.metric
+    return "count"
+
+
 def _summary(rule: _Rule) -> str:
-    where = "{{ $labels.instance }}" if rule.level == "collector" else "{{ $labels.account }}/{{ $labels.strategy }}"
-    return f"{rule.summary or rule.name} on {rule.level} {where}: {{{{ $values.B.Value }}}}"
+    """`<summary> on strategy mm_es: 2.4%`: only the tags the level has; fractions as percentages."""
+    text = (
+        (rule.summary or rule.name)
+        + f" on {rule.level}"
+        + "".join(f" {{{{ $labels.{tag} }}}}" for tag in SERIES_TAGS[rule.level])
+    )
+    if not rule.grafana_native():
+        return text  # the value is the collector's verdict (1 = firing); its own message carries the number
+    value = "$values.B.Value"
+    shown = f"humanizePercentage {value}" if _metric(rule) in FRACTIONS else value
+    return f"{text}: {{{{ {shown} }}}}"
 
 
-def alert_rule(rule: _Rule) -> dict[str, Any]:
+def dashboard_link(rule: _Rule) -> str:
+    """An absolute link (Grafana's root_url, GF_SERVER_ROOT_URL) to the panel, with the alert's series selected."""
+    key, _ = ALERT_PANEL[rule.level]
+    query = "&".join(f"var-{tag}={{{{ $labels.{tag} }}}}" for tag in LINK_VARIABLES.get(rule.level, ()))
+    base = '{{ reReplaceAll "/$" "" externalURL }}'  # root_url may or may not end in /
+    return f"{base}/d/{DASHBOARDS[key]}" + (f"?{query}" if query else "")
+
+
+def alert_rule(rule: _Rule, panels: Mapping[str, int]) -> dict[str, Any]:
+    """One provisioned rule; `panels` maps "dashboard key/panel title" to the panel id the alert shows."""
     query, lookback, threshold_type, threshold = rule_query(rule)
-    dashboard = DASHBOARD_OF_LEVEL[rule.level]
-    link = f"/d/{dashboard}?var-account={{{{ $labels.account }}}}&var-strategy={{{{ $labels.strategy }}}}"
+    key, title = ALERT_PANEL[rule.level]
     return {
         "uid": f"stratmon-{rule.name}"[:40],
         "title": rule.summary or rule.name,
@@ -156,8 +210,9 @@ def alert_rule(rule: _Rule) -> dict[str, Any]:
                 },
             },
         ],
-        "dashboardUid": dashboard,
-        "noDataState": "OK",
+        "dashboardUid": DASHBOARDS[key],
+        "panelId": panels[f"{key}/{title}"],
+        "noDataState": "NoData" if isinstance(rule, HealthRule) else "KeepLast",
         "execErrState": "Error",
         # the collector already applied `for` to its own verdicts; Grafana applies it to what it evaluates
         "for": format_duration(rule.for_) if rule.grafana_native() else "0s",
@@ -165,16 +220,16 @@ def alert_rule(rule: _Rule) -> dict[str, Any]:
         "annotations": {
             "summary": _summary(rule),
             "description": f"{rule.describe()} ({rule.kind} rule {rule.name} in rules/alerts.yaml)",
-            "dashboard_url": link if rule.level != "collector" else f"/d/{dashboard}",
+            "dashboard_url": dashboard_link(rule),
         },
         "isPaused": False,
     }
 
 
-def rule_groups(rules: AlertRules) -> dict[str, Any]:
+def rule_groups(rules: AlertRules, panels: Mapping[str, int]) -> dict[str, Any]:
     groups = []
     for severity in ("critical", "warning", "info"):
-        members = [alert_rule(rule) for rule in rules.rules if rule.grafana and rule.severity == severity]
+        members = [alert_rule(rule, panels) for rule in rules.rules if rule.grafana and rule.severity == severity]
         if members:
             groups.append(
                 {
@@ -192,9 +247,24 @@ def _secret_ref(env: str | None, file: Any) -> str:
     return f"$__file{{{file}}}" if file is not None else f"${env}"
 
 
-def contact_points(rules: AlertRules) -> dict[str, Any]:
-    points = []
+def available_notifiers(rules: AlertRules, environ: Mapping[str, str]) -> list[str]:
+    """The notifiers Grafana can use in this environment: Slack/webhook with their URL set (variable non-empty,
+    or a secret file), email only with Grafana's SMTP enabled (GF_SMTP_ENABLED, GF_SMTP_HOST)."""
+    names = []
     for name, notifier in rules.notifiers.items():
+        if isinstance(notifier, EmailNotifier):
+            usable = environ.get("GF_SMTP_ENABLED", "").strip().lower() in TRUE and bool(environ.get("GF_SMTP_HOST"))
+        else:
+            usable = notifier.url_file is not None or bool(environ.get(notifier.url_env, "").strip())
+        if usable:
+            names.append(name)
+    return names
+
+
+def contact_points(rules: AlertRules, names: list[str]) -> dict[str, Any]:
+    points = []
+    for name in names:
+        notifier = rules.notifiers[name]
         settings: dict[str, Any]
         if isinstance(notifier, SlackNotifier):
             kind = "slack"
@@ -232,8 +302,7 @@ def contact_points(rules: AlertRules) -> dict[str, Any]:
     return {"apiVersion": 1, "contactPoints": points}
 
 
-def policies(rules: AlertRules) -> dict[str, Any]:
-    names = list(rules.notifiers)
+def policies(names: list[str]) -> dict[str, Any]:
     default = f"stratmon-{'email' if 'email' in names else names[0]}"
     routes: list[dict[str, Any]] = [
         {
@@ -295,10 +364,13 @@ def templates() -> dict[str, Any]:
     return {"apiVersion": 1, "templates": [{"orgId": ORG_ID, "name": "stratmon", "template": TEMPLATE}]}
 
 
-def alerting_files(rules: AlertRules) -> dict[str, dict[str, Any]]:
-    """File name → content of provisioning/alerting/."""
-    files = {"stratmon-rules.yaml": rule_groups(rules), "stratmon-templates.yaml": templates()}
-    if rules.notifiers:
-        files["stratmon-contact-points.yaml"] = contact_points(rules)
-        files["stratmon-policies.yaml"] = policies(rules)
+def alerting_files(
+    rules: AlertRules, panels: Mapping[str, int], environ: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """File name → content of provisioning/alerting/, with contact points and policies only for the notifiers
+    `environ` makes usable (none for the committed build, which uses an empty environment)."""
+    files = {"stratmon-rules.yaml": rule_groups(rules, panels), "stratmon-templates.yaml": templates()}
+    if names := available_notifiers(rules, environ):
+        files["stratmon-contact-points.yaml"] = contact_points(rules, names)
+        files["stratmon-policies.yaml"] = policies(names)
     return files

@@ -1,13 +1,17 @@
 """An offline check of Grafana alerting provisioning files, mirroring Grafana's own file rules.
 
 From pkg/services/provisioning/alerting (rules_types.go, contact_point_types.go,
-notification_policy_types.go) and ngalert's validation, as summarised in
-../shared/reference/grafana.md §1, §2 and §7.3. Returns a list of problems (empty = valid).
+notification_policy_types.go), pkg/services/provisioning/values (env expansion) and the
+receivers' config validation in grafana/alerting (receivers/{slack,webhook,email}/v1/config.go).
+Contact point settings are checked as Grafana sees them: after `$VAR` expansion in the
+environment Grafana runs with (empty by default: an unset variable expands to ""), because an
+invalid receiver aborts Grafana's start-up. Returns a list of problems (empty = valid).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,44 @@ def _unescaped_dollar(value: str) -> bool:
     return "$" in value.replace("$$", "")
 
 
-def check_directory(directory: Path, datasource_uids: set[str] | None = None) -> list[str]:
-    """Problems in every provisioning file of an alerting directory (not recursive, like Grafana)."""
+_SETTING_VAR = re.compile(r"\$__(env|file|vault)\{([^}]*)\}")
+_SHELL_VAR = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z0-9_]+)|([*#$@!?-]))")
+SLACK_API = "https://slack.com/api/chat.postMessage"
+
+
+def expand(value: str, environ: Mapping[str, str]) -> str:
+    """What Grafana's provisioning makes of a string: split on `$$` (a literal `$`), then in each part
+    `$__env{X}` / `$__file{path}` (setting.ExpandVar) and `$X` / `${X}` (os.ExpandEnv: unset → "").
+    A secret file cannot be read offline, so `$__file{…}` stands for a non-empty value."""
+
+    def setting(match: re.Match[str]) -> str:
+        kind, name = match.groups()
+        return environ.get(name, "") if kind == "env" else f"<{kind} {name}>"
+
+    def shell(match: re.Match[str]) -> str:
+        return environ.get(next(group for group in match.groups() if group is not None), "")
+
+    return "$".join(_SHELL_VAR.sub(shell, _SETTING_VAR.sub(setting, part)) for part in value.split("$$"))
+
+
+def _expanded(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return expand(value, environ)
+    if isinstance(value, dict):
+        return {key: _expanded(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expanded(item, environ) for item in value]
+    return value
+
+
+def check_directory(
+    directory: Path, datasource_uids: set[str] | None = None, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Problems in every provisioning file of an alerting directory (not recursive, like Grafana).
+
+    `environ` is the environment Grafana expands contact point settings in (default: empty)."""
     uids = datasource_uids or {DATASOURCE_UID}
+    env = environ or {}
     problems: list[str] = []
     documents: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.iterdir()):
@@ -66,7 +105,7 @@ def check_directory(directory: Path, datasource_uids: set[str] | None = None) ->
         for group in data.get("groups", []) or []:
             problems += _check_group(name, group, uids, contact_names, rule_uids)
         for point in data.get("contactPoints", []) or []:
-            problems += _check_contact_point(name, point, receiver_uids)
+            problems += _check_contact_point(name, point, receiver_uids, env)
         for policy in data.get("policies", []) or []:
             problems += _check_route(name, policy, contact_names, mute_names, root=True)
         for template in data.get("templates", []) or []:
@@ -157,7 +196,7 @@ def _check_query(where: str, query: dict[str, Any], uids: set[str], ref_ids: lis
     return problems
 
 
-def _check_contact_point(file: str, point: dict[str, Any], seen: set[str]) -> list[str]:
+def _check_contact_point(file: str, point: dict[str, Any], seen: set[str], environ: Mapping[str, str]) -> list[str]:
     where = f"{file}: contact point {point.get('name')!r}"
     problems = [] if point.get("name") else [f"{where}: name is required"]
     for receiver in point.get("receivers") or []:
@@ -167,24 +206,44 @@ def _check_contact_point(file: str, point: dict[str, Any], seen: set[str]) -> li
         elif uid in seen:
             problems.append(f"{where}: duplicate receiver uid {uid}")
         seen.add(uid)
-        settings = receiver.get("settings") or {}
-        kind = receiver.get("type")
-        if not settings:
+        raw = receiver.get("settings") or {}
+        if not raw:
             problems.append(f"{where}: settings must be a non-empty map")
-        if kind == "slack" and not (settings.get("url") or (settings.get("token") and settings.get("recipient"))):
-            problems.append(f"{where}: slack needs url, or token and recipient")
-        if kind == "webhook":
-            if not settings.get("url"):
-                problems.append(f"{where}: webhook needs url")
-            if settings.get("username") and settings.get("authorization_credentials"):
-                problems.append(f"{where}: webhook cannot use basic auth and an Authorization header together")
-        if kind == "email" and not settings.get("addresses"):
-            problems.append(f"{where}: email needs addresses")
         for key in ("title", "text", "message", "subject"):
-            value = settings.get(key)
+            value = raw.get(key)
             if isinstance(value, str) and _unescaped_dollar(value):
                 problems.append(f"{where}: {key} has a $ that provisioning would expand (use templates or $$)")
+        settings = _expanded(raw, environ)
+        problems += [f"{where}: {problem}" for problem in _receiver_problems(str(receiver.get("type")), settings)]
     return problems
+
+
+def _receiver_problems(kind: str, settings: dict[str, Any]) -> list[str]:
+    """The errors grafana/alerting's NewConfig returns for expanded settings (they abort provisioning)."""
+
+    def text(key: str) -> str:
+        value = settings.get(key)
+        return str(value).strip() if value is not None else ""
+
+    if kind == "slack":
+        # an empty url falls back to the chat API, which needs a recipient and a token
+        url = text("url") or text("endpointUrl") or SLACK_API
+        problems = []
+        if url == SLACK_API and not text("recipient"):
+            problems.append("slack: recipient must be specified when using the Slack chat API (url is empty)")
+        if url == SLACK_API and not text("token"):
+            problems.append("slack: token must be specified when using the Slack chat API (url is empty)")
+        if text("mentionChannel") not in ("", "here", "channel"):
+            problems.append(f"slack: invalid value for mentionChannel: {text('mentionChannel')!r}")
+        return problems
+    if kind == "webhook":
+        problems = [] if text("url") else ["webhook: required field 'url' is not specified"]
+        if text("username") and text("password") and text("authorization_credentials"):
+            problems.append("webhook: both HTTP Basic Authentication and Authorization Header are set")
+        return problems
+    if kind == "email" and not text("addresses"):
+        return ["email: could not find addresses in settings"]
+    return []
 
 
 def _check_route(

@@ -534,3 +534,8 @@ def dashboard_files() -> dict[str, str]:
         f"dashboards/{DASHBOARDS[key]}.json": json.dumps(dashboard_json(key), indent=2, sort_keys=True) + "\n"
         for key in BUILDERS
     }
+
+
+def panel_ids() -> dict[str, int]:
+    """Panel ids by "dashboard key/panel title", for the alert rules' panelId."""
+    return {f"{key}/{panel['title']}": panel["id"] for key in BUILDERS for panel in dashboard_json(key)["panels"]}

@@ -15,11 +15,11 @@ DASHBOARDS = {
     "alerts": "stratmon-alerts",
     "health": "stratmon-health",
 }
-# the dashboard an alert of each level links to
-DASHBOARD_OF_LEVEL = {
-    "portfolio": DASHBOARDS["portfolio"],
-    "account": DASHBOARDS["account"],
-    "strategy": DASHBOARDS["strategy"],
-    "book": DASHBOARDS["strategy"],
-    "collector": DASHBOARDS["health"],
+# the panel an alert of each level shows (dashboardUid + panelId): dashboard key, panel title
+ALERT_PANEL = {
+    "portfolio": ("portfolio", "Portfolio drawdown"),
+    "account": ("account", "Drawdown"),
+    "strategy": ("strategy", "Drawdown"),
+    "book": ("strategy", "Round-trip statistics per book"),
+    "collector": ("health", "Lag (worst queue wait)"),
 }

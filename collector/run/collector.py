@@ -1,7 +1,8 @@
 """The collector: sources → bounded queue → engine (this thread) → writer, with checkpoints and jobs.
 
 One thread owns the engine, so metric state needs no locks. Every `run.flush_interval` it
-writes `perf` points for the series that changed and waits until the writer has made them
+writes `perf` points for the series that changed (and for any other series once `run.heartbeat`
+of event time has passed since its last point) and waits until the writer has made them
 durable; the wait is what end-to-end latency measures (batch receipt → durable perf point).
 """
 
@@ -29,6 +30,7 @@ from collector.model import Fill, FillValidator
 from collector.run import checkpoint
 from collector.run.checkpoint import Checkpoint, Counters
 from collector.run.health import LatencyWindow
+from collector.run.heartbeat import Heartbeat
 from collector.run.seen import SeenIds
 from collector.sources.base import Batch, Checker, Outlet, Source
 from collector.sources.deadletter import DeadLetter
@@ -83,6 +85,7 @@ class Collector:
         self._last_health: tuple[int, int] = (0, 0)  # fills_in, rejected at the previous report
         self.latency = LatencyWindow()
         self.on_flush: list[Callable[[Collector], None]] = []  # e.g. the live view; runs in the engine thread
+        self.heartbeat = Heartbeat(run.heartbeat)
         self.writer: Writer | None = None
         self.started_at = time.monotonic()
         self.error: BaseException | None = None
@@ -232,12 +235,13 @@ class Collector:
         assert writer is not None
         changed: set[Series] = self.engine.take_changed()
         ts = self.engine.clock_ns
-        for series in changed:
+        written = self.heartbeat.due(changed, self.engine.series.values(), ts)
+        for series in written:
             writer.write(perf_line(self.engine.row(series), ts))
         if self.alerts is not None and (events := self.alerts.on_tick(changed, self.event_now())):
             self._emit(events, None)
-        self.counters.perf_points += len(changed)
-        if not changed and not self._pending:
+        self.counters.perf_points += len(written)
+        if not written and not self._pending:
             return
         writer.flush()
         durable = time.perf_counter_ns()

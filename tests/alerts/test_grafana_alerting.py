@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from collector.alerts.rules import load_rules
 from collector.config import Settings
-from collector.grafana.build import build, stale
+from collector.grafana.alerting import SERIES_TAGS
+from collector.grafana.build import build, stale, write_alerting
 from collector.grafana.checker import check_directory
 from collector.run.collector import Collector
 from collector.store.connect import open_writer
@@ -42,12 +43,20 @@ def test_committed_files_equal_a_fresh_build_and_pass_the_checker() -> None:
     assert check_directory(COMMITTED / "provisioning" / "alerting") == []
 
 
+EVERY_SECRET = {
+    "STRATMON_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack",
+    "STRATMON_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+    "GF_SMTP_ENABLED": "true",
+    "GF_SMTP_HOST": "127.0.0.1:25",
+}
+
+
 def _mutate(directory: Path, name: str, change: Any) -> list[str]:
     path = directory / name
     data = yaml.safe_load(path.read_text())
     change(data)
     path.write_text(yaml.safe_dump(data))
-    return check_directory(directory)
+    return check_directory(directory, environ=EVERY_SECRET)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +78,7 @@ def _mutate(directory: Path, name: str, change: Any) -> list[str]:
         (
             "stratmon-contact-points.yaml",
             lambda d: d["contactPoints"][0]["receivers"][0]["settings"].pop("url"),
-            "slack needs url",
+            "recipient must be specified",
         ),
         ("stratmon-policies.yaml", lambda d: d["policies"][0].update(receiver="nobody"), "not a provisioned contact"),
         ("stratmon-policies.yaml", lambda d: d.pop("muteTimes"), "mute time interval"),
@@ -77,7 +86,9 @@ def _mutate(directory: Path, name: str, change: Any) -> list[str]:
 )
 def test_checker_catches_what_grafana_rejects(tmp_path: Path, file: str, change: Any, expected: str) -> None:
     directory = tmp_path / "alerting"
-    shutil.copytree(COMMITTED / "provisioning" / "alerting", directory)
+    # every notifier configured, so contact points and policies exist to break
+    write_alerting(ROOT / "rules" / "alerts.yaml", directory, EVERY_SECRET)
+    assert check_directory(directory, environ=EVERY_SECRET) == []
     problems = _mutate(directory, file, change)
     assert any(expected in problem for problem in problems), problems
 
@@ -117,11 +128,9 @@ def test_every_generated_query_returns_the_series_its_rule_needs(
     for uid, query in generated:
         frame = reader.query(query.replace("$timeFilter", "time > now() - 30d"))
         assert not frame.empty, (uid, query)
-        if '"collector"' in query:
-            assert "instance" in frame.columns
-        else:
-            assert {"account", "strategy"} <= set(frame.columns), (uid, frame.columns)
-            assert frame.iloc[:, 0].notna().all()
+        level = next(rule.level for rule in load_rules(rules_file).rules if f"stratmon-{rule.name}" == uid)
+        assert set(SERIES_TAGS[level]) <= set(frame.columns), (uid, frame.columns)
+        assert frame.iloc[:, 0].notna().all()
     # the shipped rules' queries run on the same data too (native ones find their series); the
     # optimizer's proposals come from its job, so one is written here as it would write it
     writer = open_writer(settings)
