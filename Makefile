@@ -1,11 +1,11 @@
-# make test: venv + install (dev extras) + influxd + ruff + mypy + pytest  (what .ci/run calls)
+# make test: venv + install (dev extras) + influxd + chromium + node/TypeScript + ruff + mypy + pytest  (what .ci/run calls)
 # make demo: venv + install + influxd + a private InfluxDB loaded with the sample fills
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test demo lint typecheck influxd chromium venv bench clean
+.PHONY: test demo lint typecheck influxd chromium node venv bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ influxd:
 chromium:
 	@bash scripts/ensure-chromium.sh
 
+node:
+	@bash scripts/ensure-node.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check collector tests benchmarks
 	$(BIN)/ruff format --check collector tests benchmarks
@@ -28,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy collector tests benchmarks
 
-test: $(STAMP) influxd chromium lint typecheck
+test: $(STAMP) influxd chromium node lint typecheck
 	$(BIN)/pytest -q -m "not slow"
 
 demo: $(STAMP) influxd

@@ -271,7 +271,8 @@ def _check_route(
     return problems
 
 
-PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline", "row", "barchart", "text"}
+PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline", "row", "barchart", "text", "heatmap", "alertlist"}
+NO_QUERIES = {"row", "text", "alertlist"}  # panels that read no datasource
 _VARIABLE_USE = re.compile(r"\$(?:\{)?([A-Za-z_][A-Za-z0-9_]*)")
 GRAFANA_MACROS = {
     "timeFilter",
@@ -307,6 +308,8 @@ def check_dashboard(model: dict[str, Any], expected_uid: str, datasource_uid: st
             problems.append(f"{where}: variable {name} must come from SHOW TAG VALUES")
         if (variable.get("datasource") or {}).get("uid") != datasource_uid:
             problems.append(f"{where}: variable {name} uses another datasource")
+        if variable.get("type") == "query" and (extra := sorted({"auto", "auto_count", "auto_min"} & set(variable))):
+            problems.append(f"{where}: variable {name}: {', '.join(extra)} belong to interval variables")
     ids = [panel.get("id") for panel in model.get("panels", [])]
     if len(ids) != len(set(ids)):
         problems.append(f"{where}: panel ids are not unique")
@@ -315,6 +318,13 @@ def check_dashboard(model: dict[str, Any], expected_uid: str, datasource_uid: st
     for annotation in (model.get("annotations") or {}).get("list", []):
         if (annotation.get("datasource") or {}).get("uid") not in (datasource_uid, "grafana", "-- Grafana --"):
             problems.append(f"{where}: annotation {annotation.get('name')!r} uses another datasource")
+        for key in ("query", "textColumn", "tagsColumn"):
+            if key in annotation:
+                problems.append(f"{where}: annotation {annotation.get('name')!r}: {key} belongs inside target")
+        if annotation.get("datasource", {}).get("uid") == datasource_uid and not (annotation.get("target") or {}).get(
+            "query"
+        ):
+            problems.append(f"{where}: annotation {annotation.get('name')!r} has no target.query")
     return problems
 
 
@@ -327,7 +337,7 @@ def _check_panel(where: str, panel: dict[str, Any], variables: set[str], datasou
     position = panel.get("gridPos") or {}
     if position.get("x", 0) + position.get("w", 0) > 24 or position.get("h", 0) <= 0:
         problems.append(f"{name}: gridPos {position} does not fit the 24-column grid")
-    if kind == "row":
+    if kind in NO_QUERIES:
         return problems
     if (panel.get("datasource") or {}).get("uid") != datasource_uid:
         problems.append(f"{name}: datasource must be uid {datasource_uid}")

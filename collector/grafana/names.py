@@ -20,6 +20,6 @@ ALERT_PANEL = {
     "portfolio": ("portfolio", "Portfolio drawdown"),
     "account": ("account", "Drawdown"),
     "strategy": ("strategy", "Drawdown"),
-    "book": ("strategy", "Round-trip statistics per book"),
+    "book": ("strategy", "Round-trip statistics per book (click an account for its fills)"),
     "collector": ("health", "Lag (worst queue wait)"),
 }

@@ -47,10 +47,47 @@ def test_checker_catches_broken_dashboards() -> None:
     model["__inputs"] = []
     model["panels"][0]["datasource"] = {"uid": "other"}
     model["panels"][1]["targets"][0]["query"] += " AND $nosuch"
+    model["templating"]["list"][0]["auto_count"] = 30
+    model["annotations"]["list"][0]["query"] = model["annotations"]["list"][0]["target"].pop("query")
     problems = check_dashboard(model, DASHBOARDS["strategy"])
     assert any("__inputs" in p for p in problems)
     assert any("datasource must be" in p for p in problems)
     assert any("$nosuch" in p for p in problems)
+    assert any("auto_count belong to interval variables" in p for p in problems)
+    assert any("query belongs inside target" in p for p in problems)
+    assert any("has no target.query" in p for p in problems)
+
+
+def _link_urls(panel: dict[str, Any]) -> list[str]:
+    """The data links of a panel: its field defaults' and its overrides'."""
+    config = panel.get("fieldConfig") or {}
+    links = list((config.get("defaults") or {}).get("links") or [])
+    for override in config.get("overrides") or []:
+        links += [link for prop in override["properties"] if prop["id"] == "links" for link in prop["value"]]
+    return [str(link["url"]) for link in links]
+
+
+def test_what_a_desk_keeps_open() -> None:
+    """Drill-down links, drawdown in % below zero, Grafana's alert list, the overview's default refresh."""
+    models = {key: _load(uid) for key, uid in DASHBOARDS.items()}
+    portfolio = models["portfolio"]
+    assert portfolio["refresh"] == "5s" and "1s" in portfolio["timepicker"]["refresh_intervals"]
+    for key, model in models.items():
+        assert model["links"][0]["includeVars"] and model["links"][0]["keepTime"], key
+        assert [p for p in model["panels"] if p["type"] == "alertlist"] or key not in ("portfolio", "alerts"), key
+    urls = [url for model in models.values() for panel in model["panels"] for url in _link_urls(panel)]
+    for target in ("stratmon-account?var-account=", "stratmon-strategy?var-strategy=", "stratmon-fills?var-"):
+        assert any(f"/d/{target}" in url for url in urls), (target, urls)
+    drawdowns = [
+        p for m in models.values() for p in m["panels"] if "drawdown" in p["title"].lower() and p["type"] != "row"
+    ]
+    assert drawdowns
+    for panel in drawdowns:
+        assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit", panel["title"]
+        assert "* -1" in panel["targets"][0]["query"], panel["title"]  # plotted below zero
+        steps = [step["value"] for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+        assert steps == [None, -0.02, -0.01], panel["title"]
+    assert any(p["type"] == "heatmap" for p in portfolio["panels"])
 
 
 def _regex_value(values: list[str]) -> str:
@@ -104,8 +141,7 @@ def _queries(model: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         for target in panel.get("targets", []):
             yield f"panel {panel['title']!r}", target["query"], panel.get("timeFrom")
     for annotation in model["annotations"]["list"]:
-        if "query" in annotation:
-            yield f"annotation {annotation['name']!r}", annotation["query"], None
+        yield f"annotation {annotation['name']!r}", annotation["target"]["query"], None
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +200,22 @@ def loaded(tmp_path_factory: pytest.TempPathFactory, influxd: Any) -> Iterator[S
             {"strategy": "mm_es", "account": "ACC01", "param": "size_multiplier", "action": "apply"},
             {"old": 1.0, "new": 1.1, "suggestion_id": "s-1", "reason": "scale-up (canary)"},
             now - 3500 * 10**9,
+        )
+    )
+    # a rule firing within the shortest dashboard range (1 h), as the collector writes one
+    writer.write(
+        point(
+            "alerts",
+            {
+                "rule": "strategy-drawdown",
+                "severity": "critical",
+                "level": "strategy",
+                "account": "_all",
+                "strategy": "mm_es",
+                "state": "firing",
+            },
+            {"value": 0.021, "threshold": 0.02, "active": 1, "message": "drawdown_pct 2.1% > 2%"},
+            now - 600 * 10**9,
         )
     )
     writer.close()
@@ -225,8 +277,10 @@ def test_every_query_returns_rows(loaded: Settings, uid: str, selection: str) ->
                 variables[variable["name"]] = _regex_value([_busiest(reader, variable["query"], variables, model)])
         for where, query, time_from in _queries(model):
             begin = start_ms
-            if time_from == "now/d":
-                begin = end_ms - end_ms % DAY_MS
+            if time_from:  # a panel's own relative range ("7d")
+                days = re.fullmatch(r"(\d+)d", time_from)
+                assert days, time_from
+                begin = end_ms - int(days.group(1)) * DAY_MS
             statement = _substitute(query, variables, begin, end_ms)
             frame = reader.query(statement)
             if frame.empty and _undefined_now(reader, statement):
