@@ -96,6 +96,9 @@ class HttpSourceConfig(_Section):
     max_body_bytes: int = Field(8 << 20, ge=1024, description="larger requests get 413")
     max_records: int = Field(10_000, ge=1, description="records per request; more gets 413")
     max_connections: int = Field(256, ge=1, description="concurrent connections; more get 503")
+    max_connections_per_client: int = Field(32, ge=1, description="connections from one address; more are closed")
+    header_timeout: float = Field(10.0, gt=0, le=300, description="seconds to send the request headers")
+    body_timeout: float = Field(30.0, gt=0, le=3600, description="seconds to send the request body (else 408)")
 
     @model_validator(mode="after")
     def _no_open_intake_off_loopback(self) -> HttpSourceConfig:

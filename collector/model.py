@@ -22,12 +22,16 @@ REQUIRED_FIELDS = ("ts", "account", "strategy", "symbol", "side", "qty", "price"
 OPTIONAL_FIELDS = ("fee", "order_id", "venue", "arrival_price", "order_ts", "multiplier")
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 MARK_FIELDS = frozenset(("ts", "symbol", "price"))
+RESERVED_NAME = "_all"  # the account/strategy tag of aggregate series
+# Prices, quantities × multiplier, notionals and fees above this are rejected: sums and squares of
+# such values over any realistic history stay far from float overflow, so every metric stays finite.
+MAX_MAGNITUDE = 1e15
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9_.:/-]+")
 _NAME_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.:-]")
 _SYMBOL_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.:/-]")
-_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line/paragraph separators
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})?")
 
@@ -161,7 +165,29 @@ def _name(obj: Mapping[str, Any], key: str, max_len: int, symbol: bool = False) 
         allowed = "A-Z a-z 0-9 _ . : -" + (" /" if symbol else "")
         char = bad.group() if bad else "?"
         raise RejectedRecord(f"{key} {value!r} has forbidden character {char!r}; allowed: {allowed}")
+    if value == RESERVED_NAME and not symbol:
+        raise RejectedRecord(f"{key} {RESERVED_NAME!r} is reserved for aggregates; use another name")
     return value
+
+
+def _magnitude_problem(
+    qty: float, price: float, multiplier: float, fee: float, arrival_price: float | None
+) -> str | None:
+    """Why derived values (notional, exposure, slippage) would overflow or be infinite, or None."""
+    if price > MAX_MAGNITUDE:
+        return f"price {price!r} is above {MAX_MAGNITUDE:g}"
+    if fee > MAX_MAGNITUDE:
+        return f"fee {fee!r} is above {MAX_MAGNITUDE:g}"
+    if not qty * multiplier <= MAX_MAGNITUDE:
+        return f"qty × multiplier = {qty * multiplier!r} is above {MAX_MAGNITUDE:g}"
+    if not qty * price * multiplier <= MAX_MAGNITUDE:
+        return f"notional qty × price × multiplier = {qty * price * multiplier!r} is above {MAX_MAGNITUDE:g}"
+    if arrival_price is not None:
+        if arrival_price > MAX_MAGNITUDE:
+            return f"arrival_price {arrival_price!r} is above {MAX_MAGNITUDE:g}"
+        if not abs(price - arrival_price) / arrival_price * 10_000.0 <= MAX_MAGNITUDE:
+            return f"arrival_price {arrival_price!r} is implausibly far from price {price!r} (slippage overflows)"
+    return None
 
 
 def _text(obj: Mapping[str, Any], key: str, max_len: int, required: bool) -> str | None:
@@ -272,6 +298,8 @@ class FillValidator:
             and _NAME_RE.fullmatch(account)
             and _NAME_RE.fullmatch(strategy)
             and _SYMBOL_RE.fullmatch(symbol)
+            and account != RESERVED_NAME
+            and strategy != RESERVED_NAME
         ):
             return None
         side = get("side")
@@ -323,7 +351,7 @@ class FillValidator:
                 if type(raw) is not int or raw < MIN_EPOCH_NS or raw > ts:
                     return None
                 order_ts = raw
-        if not math.isfinite(qty * price * multiplier):
+        if _magnitude_problem(qty, price, multiplier, fee, arrival_price) is not None:
             return None
         return Fill(
             ts,
@@ -379,8 +407,8 @@ class FillValidator:
             if order_ts > ts:
                 raise RejectedRecord("order_ts is after ts: a fill cannot precede its order")
         assert qty is not None and price is not None and fill_id is not None
-        if not math.isfinite(qty * price * multiplier):
-            raise RejectedRecord("notional qty × price × multiplier overflows")
+        if (problem := _magnitude_problem(qty, price, multiplier, fee, arrival_price)) is not None:
+            raise RejectedRecord(problem)
         self.unknown_fields += sum(1 for k in obj if k not in KNOWN_FIELDS)
         return Fill(
             ts=ts,
@@ -400,14 +428,22 @@ class FillValidator:
         )
 
 
-def validate_mark(obj: Any) -> Mark:
-    """A mark `{"ts", "symbol", "price"}`; raises `RejectedRecord` like fills do."""
+def validate_mark(obj: Any, latest_ns: int | None = None) -> Mark:
+    """A mark `{"ts", "symbol", "price"}`; raises `RejectedRecord` like fills do.
+
+    `latest_ns`: the newest acceptable ts (now + the fills' future-skew limit): a mark far in the
+    future would move the engine clock and with it every later perf timestamp.
+    """
     if not isinstance(obj, Mapping):
         raise RejectedRecord(f"expected a JSON object, got {_type_name(obj)}")
     if obj.get("ts") is None:
         raise RejectedRecord("missing field 'ts'")
     ts = parse_timestamp(obj["ts"], "ts")
+    if latest_ns is not None and ts > latest_ns:
+        raise RejectedRecord(f"ts is {(ts - latest_ns) / NS:.3f} s beyond the allowed future skew")
     symbol = _name(obj, "symbol", 64, symbol=True)
     price = _positive(obj, "price", True)
     assert price is not None
+    if price > MAX_MAGNITUDE:
+        raise RejectedRecord(f"price {price!r} is above {MAX_MAGNITUDE:g}")
     return Mark(ts=ts, symbol=symbol, price=price)

@@ -54,7 +54,7 @@ BAD_RECORDS: list[tuple[str, Any, str]] = [
     ("order_ts after ts", fill(order_ts="2024-03-01T14:30:01Z"), "order_ts is after ts"),
     ("order_ts bad", fill(order_ts="soon"), "order_ts 'soon' is not an RFC 3339 timestamp"),
     ("bad zone offset", fill(ts="2024-03-01T14:30:00+25:00"), "invalid zone offset"),
-    ("notional overflow", fill(qty=1e200, price=1e200), "overflows"),
+    ("notional overflow", fill(qty=1e200, price=1e200), "is above 1e+15"),
 ]
 
 
@@ -126,8 +126,8 @@ def test_mark_validation() -> None:
 
 names = st.text(alphabet="ABCxyz019_.:-", min_size=1, max_size=64)
 numbers = st.one_of(
-    st.floats(min_value=1e-9, max_value=1e12, allow_nan=False), st.integers(min_value=1, max_value=10**9)
-)
+    st.floats(min_value=1e-9, max_value=1e7, allow_nan=False), st.integers(min_value=1, max_value=10**7)
+)  # qty × price stays under MAX_MAGNITUDE (1e15)
 
 
 @settings(max_examples=300, deadline=None)
@@ -150,3 +150,56 @@ def test_fast_path_agrees_with_careful_path(account, symbol, qty, price, fee, si
         record |= {"order_id": "o-1", "arrival_price": price, "order_ts": ts - 1000, "unknown": 1}
     validator = FillValidator()
     assert validator._fast(record, NOW) == validator._explain(record, NOW)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"arrival_price": 5e-324}, "slippage overflows"),
+        ({"multiplier": 1e308}, "qty × multiplier"),
+        ({"price": 1e300}, r"price 1e\+300 is above"),
+        ({"fee": 1e300}, r"fee 1e\+300 is above"),
+        ({"qty": 1e10, "price": 1e10}, "notional"),
+        ({"account": "_all"}, "reserved for aggregates"),
+        ({"strategy": "_all"}, "reserved for aggregates"),
+        ({"fill_id": "f\u2028x"}, "control character"),
+        ({"fill_id": "f\x85x"}, "control character"),
+        ({"order_id": "o\u2029"}, "control character"),
+        ({"venue": "v\x9b"}, "control character"),
+    ],
+)
+def test_values_whose_derived_metrics_would_overflow_are_rejected(overrides: dict[str, object], reason: str) -> None:
+    with pytest.raises(RejectedRecord, match=reason):
+        FillValidator().validate(fill(ts=NOW, **overrides), NOW)
+
+
+def test_accepted_extremes_keep_every_metric_finite() -> None:
+    """Fills at the limits, many of them: equity and every perf value stay finite."""
+    from collector.engine.engine import Engine
+
+    engine = Engine()
+    validator = FillValidator()
+    for i in range(200):
+        side = "buy" if i % 2 == 0 else "sell"
+        record = fill(
+            ts=NOW + i,
+            fill_id=f"x{i}",
+            side=side,
+            qty=1e7,
+            price=1e8 if i % 4 < 2 else 1e-8,
+            multiplier=1.0,
+            fee=1e14,
+            arrival_price=1e-3,
+        )
+        engine.on_fill(validator.validate(record, NOW + i))
+    for rows in engine.rows().values():
+        for row in rows:
+            assert all(math.isfinite(v) for v in row.values() if isinstance(v, float)), row
+
+
+def test_marks_get_the_future_skew_limit() -> None:
+    with pytest.raises(RejectedRecord, match="future skew"):
+        validate_mark({"ts": NOW + 30 * 86_400 * NS, "symbol": "ES", "price": 1.0}, NOW + 5 * NS)
+    assert validate_mark({"ts": NOW + NS, "symbol": "ES", "price": 1.0}, NOW + 5 * NS).price == 1.0
+    with pytest.raises(RejectedRecord, match="above"):
+        validate_mark({"ts": NOW, "symbol": "ES", "price": 1e300})

@@ -6,8 +6,10 @@ the server's answers here; the outage tests in test_outage.py use the real influ
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -149,7 +151,7 @@ def test_spool_survives_restart_and_drops_partial_files(tmp_path: Path) -> None:
     oldest = again.oldest()
     assert oldest is not None and oldest[1] == b"a v=1 1"
     again.append(b"a v=3 3")
-    assert [p.name for p in sorted((tmp_path / "s").glob("*.lp"))][-1] == "000000000002.lp"
+    assert [p.name for p in sorted((tmp_path / "s").glob("*.lp"))][-1].startswith("000000000002-")
 
 
 @pytest.mark.parametrize(
@@ -175,3 +177,117 @@ def test_gzip_auto_is_off_on_loopback_only() -> None:
     assert Endpoint.from_config(cfg, "http://127.0.0.1:8086").gzip is False
     assert Endpoint.from_config(cfg, "https://influx.example.net").gzip is True
     assert Endpoint.from_config(InfluxConfig(gzip=True), "http://localhost:1").gzip is True
+
+
+# ---- a full spool (max_bytes, or the disk itself) holds the producers back; damage is moved aside ----
+def _flush_in_thread(writer: Writer, lines: list[str]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for line in lines:
+                writer.write(line)
+                writer.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, errors
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_spool_at_max_bytes_blocks_then_resumes_in_order(server: tuple[str, Answers], tmp_path: Path) -> None:
+    url, answers = server
+    answers.codes = [503]
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.max_bytes = 20  # two batches fit
+    writer = Writer(V1Transport(_endpoint(url)), batch_size=1, spool=spool, block_when_full=True, max_backoff=0.2)
+    lines = [f"m v={i} {i}" for i in range(5)]
+    thread, errors = _flush_in_thread(writer, lines)
+    _wait(lambda: writer.problem is not None)
+    assert "full" in str(writer.problem) and thread.is_alive()  # the producer waits; nothing dropped
+    answers.codes = [204]  # InfluxDB is back
+    thread.join(10)
+    assert not thread.is_alive() and not errors
+    writer.close()
+    assert writer.problem is None
+    delivered = [line for body in answers.bodies if body for line in body.decode().split("\n")]
+    assert sorted(set(delivered), key=delivered.index) == lines  # every point, oldest first
+    assert writer.stats.failed == 0 and len(spool) == 0
+
+
+def test_abandon_while_waiting_fails_the_flush(server: tuple[str, Answers], tmp_path: Path) -> None:
+    url, answers = server
+    answers.codes = [503]
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.max_bytes = 10
+    writer = Writer(V1Transport(_endpoint(url)), batch_size=1, spool=spool, block_when_full=True, max_backoff=0.2)
+    thread, errors = _flush_in_thread(writer, [f"m v={i} {i}" for i in range(3)])
+    _wait(lambda: writer.problem is not None)
+    writer.abandon()
+    thread.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], WriteError) and "waited for room" in str(errors[0])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a real ENOSPC (needs the right to mount; skipped where that is refused)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_blocks_instead_of_losing(server: tuple[str, Answers], tiny_disk: Path) -> None:
+    url, answers = server
+    answers.codes = [503]
+    spool = Spool(tiny_disk / "spool", 1 << 30)  # max_bytes far above what the disk holds
+    writer = Writer(V1Transport(_endpoint(url)), batch_size=1, spool=spool, block_when_full=True, max_backoff=0.2)
+    lines = [f'm v={i},pad="{"x" * 3000}" {i}' for i in range(60)]  # ~180 KiB: more than the disk
+    thread, errors = _flush_in_thread(writer, lines)
+    _wait(lambda: writer.problem is not None)
+    assert "No space left" in str(writer.problem)
+    assert not list((tiny_disk / "spool").glob("*.tmp"))  # a failed append leaves no half batch
+    answers.codes = [204]
+    thread.join(20)
+    assert not errors and not thread.is_alive()
+    writer.close()
+    delivered = {line for body in answers.bodies if body for line in body.decode().split("\n")}
+    assert delivered == set(lines)
+
+
+def test_stray_and_damaged_spool_files_are_moved_aside(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    spool = Spool(directory, 1 << 20)
+    spool.append(b"a v=1 1\na v=2 2\na v=3 3")
+    spool.append(b"a v=4 4")
+    (directory / "notes.txt").write_text("someone's file")
+    first = sorted(directory.glob("*.lp"))[0]
+    first.write_bytes(first.read_bytes()[:-3])  # truncated: the last line is cut
+    again = Spool(directory, 1 << 20)
+    assert len(list(directory.glob("notes.txt.damaged-*"))) == 1
+    oldest = again.oldest()
+    assert oldest is not None and oldest[1] == b"a v=1 1\na v=2 2"  # the intact lines, not the cut one
+    again.remove(oldest[0])
+    nxt = again.oldest()
+    assert nxt is not None and nxt[1] == b"a v=4 4"
+    assert len(list(directory.glob("*.damaged-*"))) == 2
+
+
+def test_a_file_where_the_spool_directory_belongs_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "spool").write_text("not a directory")
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.append(b"a v=1 1")
+    assert len(spool) == 1 and len(list(tmp_path.glob("spool.damaged-*"))) == 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 import queue
 import socket
 import threading
@@ -25,17 +24,20 @@ from collector.alerts.rules import load_rules
 from collector.config import Settings
 from collector.engine.engine import Engine
 from collector.engine.series import Series
-from collector.errors import UserError
+from collector.errors import RunFailed, UserError
 from collector.model import Fill, FillValidator
+from collector.quarantine import ensure_directory, quarantine
 from collector.run import checkpoint
-from collector.run.checkpoint import Checkpoint, Counters
+from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
 from collector.run.health import LatencyWindow
 from collector.run.heartbeat import Heartbeat
 from collector.run.seen import SeenIds
+from collector.run.state_data import alerts_data, alerts_from
 from collector.sources.base import Batch, Checker, Outlet, Source
 from collector.sources.deadletter import DeadLetter
 from collector.sources.registry import build_sources
 from collector.store.connect import open_writer
+from collector.store.errors import SpoolFullError, WriteError
 from collector.store.lineproto import UniqueTimestamps, fill_line, point
 from collector.store.writer import Writer
 
@@ -60,7 +62,12 @@ class Collector:
         self.dead_letter = DeadLetter(settings.ingest.dead_letter)
         self.checker = Checker(FillValidator(settings.ingest.max_future_skew), self.dead_letter)
         self.sources = sources if sources is not None else build_sources(settings.sources)
-        self.snapshot_path = Path(settings.state_dir) / "collector" / "checkpoint.pickle"
+        if Path(settings.state_dir).exists() and not Path(settings.state_dir).is_dir():
+            raise UserError(f"state_dir: {settings.state_dir} is a file; expected a directory (or a path to create)")
+        self.snapshot_path = Path(settings.state_dir) / "collector" / "checkpoint.json"
+        ensure_directory(self.snapshot_path.parent, "nothing (it held no state)")
+        for source in self.sources:
+            source.use_state_dir(self.snapshot_path.parent)
         self.state = self._restore()
         self.seen = SeenIds(self.snapshot_path.parent, settings.ingest.dedupe_window)
         self.seen.restore(self.state.seen_position)
@@ -75,7 +82,7 @@ class Collector:
                 )
             rules = load_rules(settings.alerts.rules)
             self.alerts = AlertEngine(rules, self.engine)
-            self.alerts.adopt(self.state.alerts)
+            self.alerts.adopt(alerts_from(self.state.alerts, rules))
             notifiers, problems = build_notifiers(rules)
             for problem in problems:
                 log.warning("%s", problem)
@@ -102,27 +109,28 @@ class Collector:
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def _restore(self) -> Checkpoint:
-        try:
-            saved = checkpoint.load(self.snapshot_path)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
-            moved = self.snapshot_path.with_suffix(".unreadable")
-            self.snapshot_path.replace(moved)
-            log.warning("checkpoint %s is unreadable (%s); moved to %s, starting fresh", self.snapshot_path, exc, moved)
+        capital, stamps = self.settings.capital, self.settings.run.timestamp_memory
+        try:  # capital may have been edited since the checkpoint: the current one applies
+            saved = checkpoint.load(self.snapshot_path, capital.accounts, capital.default, stamps)
+        except DamagedCheckpoint as exc:
+            quarantine(
+                self.snapshot_path,
+                f"checkpoint unusable: {exc}",
+                "the engine state (positions, metrics) and source positions: sources start over from their "
+                "beginning and duplicates already stored are dropped by fill id",
+                "nothing to do for a file source (it is re-read); compare positions with the desk's own records",
+            )
             saved = None
         if saved is None:
-            capital = self.settings.capital
-            return Checkpoint(
-                engine=Engine(capital.accounts, capital.default),
-                stamps=UniqueTimestamps(self.settings.run.timestamp_memory),
-            )
-        capital = self.settings.capital  # capital may have been edited since the checkpoint
-        saved.engine.capital_by_account, saved.engine.default_capital = dict(capital.accounts), capital.default
+            return Checkpoint(engine=Engine(capital.accounts, capital.default), stamps=UniqueTimestamps(stamps))
         log.info("continuing from checkpoint %s (%d fills so far)", self.snapshot_path, saved.counters.fills_in)
         return saved
 
     def stop(self) -> None:
         """Ask the run to end (signal handlers call this): drain, flush, checkpoint, return."""
         self.stopping.set()
+        if self.writer is not None:
+            self.writer.abandon()  # only matters while it holds points for a full spool
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -135,11 +143,24 @@ class Collector:
             return "starting"
         if self.error is not None:
             return f"failed: {self.error}"
+        if self.writer.problem is not None:
+            return f"writes paused: {self.writer.problem}"
+        for source in self.sources:
+            if (reason := source.problem()) is not None:
+                return f"source {source.name}: {reason}"
         return None
 
     def run(self, duration: float | None = None, started: Callable[[], None] | None = None) -> None:
         """Run until `stop()` (or `duration` seconds); always drains, flushes and checkpoints on the way out."""
-        self.writer = open_writer(self.settings)
+        try:
+            self._run(duration, started)
+        except (WriteError, SpoolFullError) as exc:
+            raise RunFailed(
+                f"{exc}; nothing acknowledged is lost: the sources resume from the last checkpoint at the next start"
+            ) from None
+
+    def _run(self, duration: float | None, started: Callable[[], None] | None) -> None:
+        self.writer = open_writer(self.settings, block_when_full=True)
         from collector.jobs.scheduler import start_scheduler
 
         scheduler = start_scheduler(self.settings, self.writer) if self.settings.jobs.enabled else None
@@ -319,7 +340,10 @@ class Collector:
         self.writer.flush()  # everything the checkpoint covers must be durable first
         self.state.seen_position = self.seen.durable_position()
         if self.alerts is not None:
-            self.state.alerts = self.alerts.export_state()
+            self.state.alerts = alerts_data(self.alerts.export_state())
         size = checkpoint.save(self.snapshot_path, self.state)
+        for source in self.sources:
+            if source.name in self.state.tokens:
+                source.checkpointed(self.state.tokens[source.name])
         self.checkpoint_ms = (time.perf_counter() - started) * 1000
         log.debug("checkpoint %s: %d bytes in %.1f ms", self.snapshot_path, size, self.checkpoint_ms)

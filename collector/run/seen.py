@@ -11,11 +11,15 @@ new generation.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import IO
 
 from collector.intake import RecentIds
+from collector.quarantine import ensure_directory, quarantine
+
+log = logging.getLogger(__name__)
 
 Position = tuple[int, int]  # journal generation, length in bytes
 
@@ -35,21 +39,59 @@ class SeenIds:
         return self.dir / f"seen-ids.{generation}.log"
 
     def restore(self, position: Position | None) -> None:
-        """Load the journal named by the checkpoint, cut to its length (None: no checkpoint, start empty)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Load the journal named by the checkpoint, cut to its length (None: no checkpoint, start empty).
+
+        A damaged journal (unreadable lines, shorter than the checkpoint says, a directory in its
+        place) is moved aside and rewritten from the pairs that could be read.
+        """
+        ensure_directory(self.dir, "nothing (it held no state)")
         self.generation, length = position if position is not None else (0, 0)
         path = self._path(self.generation)
         for other in self.dir.glob("seen-ids.*.log"):
-            if other != path:
+            if other != path and other.is_file():
                 other.unlink()
-        path.touch()
-        with open(path, "r+b") as handle:
-            handle.truncate(length)
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                account, _, fill_id = line.rstrip("\n").partition("\t")
-                self.memory.add((account, fill_id))
-                self.entries += 1
+        raw, problem = b"", None
+        if path.is_dir() or (os.path.lexists(path) and not path.is_file()):
+            problem = "a directory (or other non-file) where the journal belongs"
+        elif path.exists():
+            with open(path, "rb") as handle:
+                raw = handle.read(length)
+            if len(raw) < length:
+                problem = f"{len(raw)} bytes, shorter than the {length} the checkpoint recorded"
+        elif length:
+            problem = f"missing, though the checkpoint recorded {length} bytes"
+        pairs: list[tuple[str, str]] = []
+        bad = 0
+        for line in raw.split(b"\n")[:-1] if raw.endswith(b"\n") else raw.split(b"\n"):
+            try:
+                account, tab, fill_id = line.decode("utf-8").partition("\t")
+            except UnicodeDecodeError:
+                account, tab = "", ""
+            if tab and account and fill_id:
+                pairs.append((account, fill_id))
+            elif line:
+                bad += 1
+        if bad:
+            problem = f"{bad} unreadable line(s) (invalid UTF-8 or no tab)"
+        if problem is not None:
+            if os.path.lexists(path):
+                quarantine(
+                    path,
+                    f"duplicate-id journal damaged: {problem}",
+                    f"the unreadable entries; {len(pairs)} fill ids were kept: a fill resent with a lost id is "
+                    "processed again",
+                    "check InfluxDB for doubled fill_ids (SELECT count(qty), count(distinct(fill_id)) FROM fills)",
+                )
+            else:
+                log.warning("duplicate-id journal %s: %s; starting with the %d ids read", path, problem, len(pairs))
+        with open(path, "wb" if problem is not None else "r+b" if path.exists() else "wb") as handle:
+            if problem is not None:
+                handle.write(b"".join(f"{a}\t{f}\n".encode() for a, f in pairs))
+            else:
+                handle.truncate(length)
+        for pair in pairs:
+            self.memory.add(pair)
+        self.entries = len(pairs)
         self._journal = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def add(self, account: str, fill_id: str) -> bool:

@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from collector.model import Fill, FillValidator, Mark, RejectedRecord, validate_mark
@@ -81,11 +82,11 @@ class Checker:
         except RejectedRecord as exc:
             return self.reject(record, str(exc))
 
-    def mark(self, record: RawRecord) -> Mark | str:
+    def mark(self, record: RawRecord, now_ns: int) -> Mark | str:
         if record.error is not None:
             return self.reject(record, record.error)
         try:
-            return validate_mark(record.data)
+            return validate_mark(record.data, now_ns + self.validator.max_future_skew_ns)
         except RejectedRecord as exc:
             return self.reject(record, str(exc))
 
@@ -116,5 +117,15 @@ class Source(ABC):
     def stop(self) -> None:
         """Stop producing and wait for the thread to end (batches already handed over stay valid)."""
 
+    def use_state_dir(self, directory: Path) -> None:  # noqa: B027 - only sources with their own state use it
+        """Where the source may keep state of its own (the HTTP intake's journal); called before `restore`."""
+
+    def checkpointed(self, token: Any) -> None:  # noqa: B027 - only sources with state to release use it
+        """A checkpoint now covers everything up to `token`: state kept for a replay before it may go."""
+
     def ready(self) -> bool:
         return True
+
+    def problem(self) -> str | None:
+        """Why the source cannot take input right now (shown by /readyz), or None."""
+        return None

@@ -2,28 +2,37 @@
 
 POST /v1/fills and /v1/marks take a JSON array or NDJSON. Each record is validated on arrival;
 the answer lists what was accepted and every rejected record's index and reason (rejects also
-go to the dead-letter file). A 200 means "validated and queued": duplicates are dropped later
-by the engine, so a client that is unsure whether a request landed simply sends it again.
+go to the dead-letter file). A 200 means "validated and durable": the accepted records are in
+the fsynced intake journal (`collector.sources.journal`) before the answer is sent, and the
+journal is replayed from the checkpointed position at start, so an acknowledged record survives
+kill -9 and the engine sees it exactly once. Duplicates are dropped later by the engine, so a
+client that is unsure whether a request landed simply sends it again. When the journal cannot be
+written (disk full) or the engine cannot take more, the answer is 503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from collector.config import HttpSourceConfig
 from collector.errors import UserError
 from collector.model import Fill, Mark
 from collector.sources.base import Batch, Checker, Event, Outlet, Source
+from collector.sources.guard import guarded_protocol
+from collector.sources.journal import IntakeJournal, Position
 from collector.sources.records import RawRecord, decode_json_line
 
 log = logging.getLogger(__name__)
@@ -41,8 +50,10 @@ _RECORDS_BODY: dict[str, Any] = {
     },
     "responses": {
         "401": {"description": "missing or wrong bearer token"},
+        "400": {"description": "the body as a whole is unreadable (not JSON/NDJSON, nested too deeply)"},
+        "408": {"description": "the body did not arrive within body_timeout"},
         "413": {"description": "body or record count over the limit"},
-        "503": {"description": "intake queue full: retry after the Retry-After header's seconds"},
+        "503": {"description": "intake busy, replaying or out of disk: retry after the Retry-After seconds"},
     },
 }
 
@@ -77,15 +88,35 @@ class HttpSource(Source):
         self.config = config
         self.token = resolve_token(config)
         self.accepted = 0
+        self.journal: IntakeJournal | None = None
+        self._position: Position | None = None
+        self._commit = threading.Lock()  # journal order = queue order
+        self.replaying = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._replayer: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         assert self._server is not None and self._server.servers, "not started"
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
+    def use_state_dir(self, directory: Path) -> None:
+        self.journal = IntakeJournal(directory / "intake", self.name)
+
+    def restore(self, token: Any) -> None:
+        if isinstance(token, list) and len(token) == 2 and all(type(x) is int and x >= 0 for x in token):
+            self._position = (token[0], token[1])
+
     def start(self, outlet: Outlet, checker: Checker) -> None:
+        if self.journal is None:
+            raise RuntimeError("the HTTP intake needs use_state_dir() for its journal before start()")
+        self.replaying.set()  # requests wait (503) until the journal has been handed to the engine
+        pending = list(self.journal.replay(self._position))
+        self._replayer = threading.Thread(
+            target=self._replay, args=(pending, outlet, checker), name=f"source-{self.name}-replay", daemon=True
+        )
+        self._replayer.start()
         app = build_app(self, outlet, checker)
         config = uvicorn.Config(
             app,
@@ -95,6 +126,7 @@ class HttpSource(Source):
             access_log=False,
             lifespan="off",
             limit_concurrency=self.config.max_connections,
+            http=guarded_protocol(self.config.header_timeout, self.config.max_connections_per_client),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"source-{self.name}", daemon=True)
@@ -106,14 +138,66 @@ class HttpSource(Source):
             time.sleep(0.01)
         log.info("HTTP intake listening on http://%s:%d", self.config.host, self.port)
 
+    def _replay(self, pending: list[tuple[dict[str, Any], Position]], outlet: Outlet, checker: Checker) -> None:
+        """Acknowledged requests after the checkpoint, validated again exactly as when they arrived."""
+        try:
+            records = 0
+            for entry, position in pending:
+                events: list[Event] = []
+                now, raws = entry.get("now"), entry.get("raw")
+                if not isinstance(now, int) or not isinstance(raws, list):
+                    log.error("intake %s: skipped a journal entry of the wrong shape at %s", self.name, position)
+                    now, raws = 0, []
+                for i, raw in enumerate(raws):
+                    record = decode_json_line(str(raw).encode(), f"{entry.get('client', self.name)}#{i} (journal)")
+                    result = checker.fill(record, now) if entry.get("kind") == "fills" else checker.mark(record, now)
+                    if not isinstance(result, str):
+                        events.append(result)
+                if not outlet.put(Batch(self.name, events, token=list(position))):
+                    return
+                records += len(events)
+            if pending:
+                log.info("intake %s: replayed %d acknowledged records from the journal", self.name, records)
+        finally:
+            self.replaying.clear()
+
+    def commit(
+        self, outlet: Outlet, kind: str, now_ns: int, client: str, records: list[RawRecord], events: list[Event]
+    ) -> str | None:
+        """Journal (fsync) then queue the accepted records; None when durable, else why not (→ 503)."""
+        assert self.journal is not None
+        with self._commit:
+            if outlet.queue.full():
+                return "intake queue is full; retry later"
+            entry = {"kind": kind, "now": now_ns, "client": client, "raw": [r.raw.decode() for r in records]}
+            try:
+                position = self.journal.append(entry)
+            except OSError as exc:
+                log.error("intake %s: cannot write the journal (%s); answering 503", self.name, exc.strerror)
+                return f"cannot make the records durable ({exc.strerror}); retry later"
+            outlet.put(Batch(self.name, events, token=list(position)))  # False only when stopping: replayed then
+        self.accepted += len(events)
+        return None
+
+    def checkpointed(self, token: Any) -> None:
+        if self.journal is not None and isinstance(token, list):
+            self.journal.release((int(token[0]), int(token[1])))
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._replayer is not None:
+            self._replayer.join(timeout=10)
+        if self.journal is not None:
+            self.journal.close()
 
     def ready(self) -> bool:
         return self._server is not None and self._server.started
+
+    def problem(self) -> str | None:
+        return "replaying the intake journal" if self.replaying.is_set() else None
 
 
 def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
@@ -136,11 +220,12 @@ def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
         if declared.isdigit() and int(declared) > config.max_body_bytes:
             raise _TooLarge
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > config.max_body_bytes:
-                raise _TooLarge
-            chunks.append(chunk)
+        async with asyncio.timeout(config.body_timeout):  # a body dripping in holds no slot forever
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > config.max_body_bytes:
+                    raise _TooLarge
+                chunks.append(chunk)
         return b"".join(chunks)
 
     def split_records(body: bytes, client: str) -> list[RawRecord] | str:
@@ -153,20 +238,25 @@ def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
                 return f"invalid JSON array: {exc}"
             if not isinstance(items, list):
                 return "expected a JSON array or NDJSON"
-            return [RawRecord(f"{client}#{i}", orjson.dumps(item), item) for i, item in enumerate(items)]
+            try:
+                return [RawRecord(f"{client}#{i}", orjson.dumps(item), item) for i, item in enumerate(items)]
+            except orjson.JSONEncodeError:
+                return "JSON nested too deeply"
         lines = [line.strip() for line in body.split(b"\n")]
         return [decode_json_line(line, f"{client}#{i}") for i, line in enumerate(line for line in lines if line)]
 
     async def intake(request: Request, kind: str) -> Response:
-        denied = unauthorized(request)
+        denied = unauthorized(request)  # before a byte of the body is read
         if denied is not None:
             return denied
-        if outlet.queue.full() or outlet.stopping.is_set():
-            return _busy()
+        if outlet.queue.full() or outlet.stopping.is_set() or source.replaying.is_set():
+            return _busy("intake queue is full; retry later")
         try:
             body = await read_body(request)
         except _TooLarge:
             return JSONResponse({"detail": f"body over {config.max_body_bytes} bytes"}, 413)
+        except TimeoutError:
+            return JSONResponse({"detail": f"body not received within {config.body_timeout:g} s"}, 408)
         client = f"{source.name}:{request.client.host if request.client else '?'}"
         records = split_records(body, client)
         if isinstance(records, str):
@@ -174,17 +264,20 @@ def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
         if len(records) > config.max_records:
             return JSONResponse({"detail": f"{len(records)} records; at most {config.max_records} per request"}, 413)
         events: list[Event] = []
+        accepted: list[RawRecord] = []
         rejected: list[dict[str, Any]] = []
         now_ns = time.time_ns()
         for index, record in enumerate(records):
-            result: Fill | Mark | str = checker.fill(record, now_ns) if kind == "fills" else checker.mark(record)
+            result: Fill | Mark | str = (
+                checker.fill(record, now_ns) if kind == "fills" else checker.mark(record, now_ns)
+            )
             if isinstance(result, str):
                 rejected.append({"index": index, "error": result})
             else:
                 events.append(result)
-        if events and not outlet.offer(Batch(source.name, events)):
-            return _busy()
-        source.accepted += len(events)
+                accepted.append(record)
+        if events and (busy := await run_in_threadpool(source.commit, outlet, kind, now_ns, client, accepted, events)):
+            return _busy(busy)
         return JSONResponse({"accepted": len(events), "rejected": rejected, "errors": bool(rejected)})
 
     @app.post("/v1/fills", openapi_extra=_RECORDS_BODY, summary="Submit fills (JSON array or NDJSON)")
@@ -209,5 +302,5 @@ def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
     return app
 
 
-def _busy() -> Response:
-    return JSONResponse({"detail": "intake queue is full; retry later"}, 503, headers={"Retry-After": RETRY_AFTER_S})
+def _busy(detail: str) -> Response:
+    return JSONResponse({"detail": detail}, 503, headers={"Retry-After": RETRY_AFTER_S})

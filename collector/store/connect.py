@@ -23,7 +23,8 @@ def influx_url(settings: Settings) -> str:
     return running.url
 
 
-def open_writer(settings: Settings) -> Writer:
+def open_writer(settings: Settings, block_when_full: bool = False) -> Writer:
+    """`block_when_full`: wait (backpressure) instead of failing when the spool cannot take more."""
     url = influx_url(settings)
     spool = Spool(settings.spool.dir, settings.spool.max_bytes) if settings.spool.enabled else None
     cfg = settings.influx
@@ -33,6 +34,7 @@ def open_writer(settings: Settings) -> Writer:
         flush_interval=cfg.flush_interval,
         spool=spool,
         drain_timeout=cfg.drain_timeout,
+        block_when_full=block_when_full,
     )
 
 

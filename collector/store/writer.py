@@ -2,6 +2,14 @@
 
 Memory stays bounded: at most `max_pending` batches wait for the sender (producers block
 beyond that: backpressure), and everything the server cannot take right now goes to disk.
+
+When neither InfluxDB nor the spool can take a batch (spool at `max_bytes`, or the disk full),
+a writer with `block_when_full` (the collector) keeps the batch and retries with backoff: the
+producers block, and with them the sources (the HTTP intake answers 503, the file tail and the
+simulator wait), until InfluxDB answers or space frees up. Nothing is dropped; `problem` says
+why it waits. `abandon()` (shutdown) gives up waiting with a WriteError, so the caller does
+not checkpoint past points that were never made durable. Without it (`stratmon ingest`) a
+full spool fails the run with SpoolFullError.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from collector.store.errors import WriteError
+from collector.store.errors import SpoolFullError, WriteError
 from collector.store.spool import Spool
 from collector.store.transport import Transport
 
@@ -45,6 +53,7 @@ class Writer:
         drain_timeout: float = 30.0,
         max_pending: int = 4,
         max_backoff: float = 10.0,
+        block_when_full: bool = False,
     ) -> None:
         self.transport = transport
         self.batch_size = batch_size
@@ -52,6 +61,9 @@ class Writer:
         self.spool = spool
         self.drain_timeout = drain_timeout
         self.max_backoff = max_backoff
+        self.block_when_full = block_when_full
+        self.problem: str | None = None  # why the writer is holding its producers back, if it is
+        self._abandon = threading.Event()
         self.stats = WriterStats()
         self._lines: list[str] = []
         self._started = 0.0
@@ -183,10 +195,43 @@ class Writer:
             self.stats.written += count
             return
 
+    def abandon(self) -> None:
+        """Stop waiting for room (shutdown): a batch held for a full spool fails instead."""
+        self._abandon.set()
+
     def _to_spool(self, body: bytes, count: int) -> None:
         assert self.spool is not None
-        self.spool.append(body)  # SpoolFullError propagates: the run cannot go on without losing data
+        backoff = 0.25
+        while True:
+            try:
+                self.spool.append(body)
+                break
+            except SpoolFullError as exc:
+                if not self.block_when_full:
+                    raise  # the run cannot go on without losing data
+                if self.problem is None:
+                    log.error("%s; holding %d points and waiting (sources are paused)", exc, count)
+                self.problem = str(exc)
+            if self._abandon.wait(backoff):
+                raise WriteError(f"stopped while {count} points waited for room: {self.problem}", retryable=False)
+            backoff = min(backoff * 2, self.max_backoff)
+            self._next_probe = 0.0
+            if self._replay():  # InfluxDB is back (or the spool drained): send this batch in order
+                try:
+                    self.transport.send(body)
+                except WriteError:
+                    continue
+                self._mark_up()
+                self.stats.written += count
+                self._resolved()
+                return
         self.stats.spooled += count
+        self._resolved()
+
+    def _resolved(self) -> None:
+        if self.problem is not None:
+            log.info("the spool has room again; writing resumed")
+            self.problem = None
 
     def _replay(self) -> bool:
         """Send spooled batches oldest first; False while the server still refuses."""

@@ -64,7 +64,7 @@ def test_kill_9_mid_ingest_then_restart_is_exactly_once(tmp_path: Path, settings
     first = _start(config, log)
     try:
         wait_for(lambda: scalar(reader, "SELECT count(qty) FROM fills") >= TOTAL * 0.3, 120, "a third of the fills")
-        wait_for(lambda: (tmp_path / "state" / "collector" / "checkpoint.pickle").exists(), 30, "a checkpoint")
+        wait_for(lambda: (tmp_path / "state" / "collector" / "checkpoint.json").exists(), 30, "a checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:

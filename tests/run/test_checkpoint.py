@@ -1,0 +1,132 @@
+"""The checkpoint as data: an exact round trip, damage detected and quarantined, no code executed on load."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+from pathlib import Path
+
+import pytest
+
+from collector.config import Settings
+from collector.engine.engine import Engine
+from collector.engine.positions import Position
+from collector.engine.series import Holding, Series
+from collector.model import Fill, FillValidator, Mark
+from collector.run import checkpoint
+from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
+from collector.run.collector import Collector
+from collector.sources.synthetic import synthetic_fills
+from collector.store.lineproto import UniqueTimestamps
+
+CAPITAL = {"ACC01": 2e6}
+
+
+def _fills(count: int, seed: int) -> list[Fill]:
+    validator = FillValidator(86_400.0)
+    return [validator.validate(r, 1_800_000_000 * 10**9) for r in synthetic_fills(count, seed=seed, symbols=8)]
+
+
+def _state(engine: Engine) -> object:
+    """Everything in the engine as comparable values."""
+
+    def slots(obj: object, cls: type[Series] | type[Holding]) -> dict[str, object]:
+        return {name: getattr(obj, name) for name in cls.__slots__}
+
+    def series(s: Series) -> dict[str, object]:
+        out = slots(s, Series)
+        out["holdings"] = {k: slots(h, Holding) for k, h in s.holdings.items()}
+        return out
+
+    return (
+        engine.clock_ns,
+        {k: series(s) for k, s in engine.series.items()},
+        {
+            k: (
+                [x.key for x in b.chain],
+                {sym: (list(map(list, p.lots)), p.direction, p.q, p.c, p._cycle) for sym, p in b.positions.items()},
+            )
+            for k, b in engine.books.items()
+        },
+        engine.marks,
+        engine.streamed_marks,
+        {sym: sorted(s.key for s in holders) for sym, holders in engine.holders.items()},
+    )
+
+
+def _sample(count: int = 3000) -> Checkpoint:
+    engine = Engine(CAPITAL, 1e6)
+    stamps = UniqueTimestamps(1000)
+    for i, fill in enumerate(_fills(count, seed=5)):
+        engine.on_fill(fill)
+        stamps.assign(fill.account, fill.ts, fill.fill_id)
+        if i % 100 == 0:
+            engine.on_mark(Mark(ts=fill.ts, symbol="SYM001", price=fill.price * 1.01))
+    return Checkpoint(engine, stamps, (2, 1234), [], {"files": {"a.jsonl": [1, 2, 3]}}, Counters(count, 1, 30, 9))
+
+
+def _load(path: Path) -> Checkpoint | None:
+    return checkpoint.load(path, CAPITAL, 1e6, 1000)
+
+
+def test_round_trip_is_exact_and_the_engine_continues_identically(tmp_path: Path) -> None:
+    saved = _sample()
+    path = tmp_path / "checkpoint.json"
+    checkpoint.save(path, saved)
+    loaded = _load(path)
+    assert loaded is not None
+    assert _state(loaded.engine) == _state(saved.engine)
+    assert loaded.stamps._taken == saved.stamps._taken
+    assert (loaded.seen_position, loaded.tokens, loaded.counters) == ((2, 1234), saved.tokens, saved.counters)
+    for fill in _fills(2000, seed=6):  # the restored engine behaves exactly like the original
+        saved.engine.on_fill(fill)
+        loaded.engine.on_fill(fill)
+    assert _state(loaded.engine) == _state(saved.engine)
+    assert loaded.engine.rows() == saved.engine.rows()
+    assert isinstance(next(iter(loaded.engine.books.values())).positions.popitem()[1], Position)
+
+
+def test_every_single_byte_corruption_is_detected(tmp_path: Path) -> None:
+    raw = checkpoint.encode(_sample(300))
+    rng = random.Random(3)
+    for _ in range(400):
+        damaged = bytearray(raw)
+        at = rng.randrange(len(damaged))
+        damaged[at] = (damaged[at] + rng.randrange(1, 256)) % 256
+        with pytest.raises(DamagedCheckpoint):
+            checkpoint.decode(bytes(damaged), CAPITAL, 1e6, 1000)
+    for cut in (0, 10, len(raw) // 2, len(raw) - 1):
+        with pytest.raises(DamagedCheckpoint):
+            checkpoint.decode(raw[:cut], CAPITAL, 1e6, 1000)
+
+
+def test_a_planted_pickle_is_quarantined_not_executed(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "pwned"
+
+    class Planted:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    state = Path(settings.state_dir) / "collector"
+    state.mkdir(parents=True)
+    (state / "checkpoint.json").write_bytes(pickle.dumps(Planted()))
+    with caplog.at_level(logging.WARNING):
+        collector = Collector(settings, sources=[])
+    assert not marker.exists()
+    assert collector.counters.fills_in == 0
+    assert not (state / "checkpoint.json").exists()
+    assert [p.name.split(".damaged-")[0] for p in state.glob("*.damaged-*")] == ["checkpoint.json"]
+    warnings = [r.getMessage() for r in caplog.records if "checkpoint unusable" in r.getMessage()]
+    assert len(warnings) == 1 and "To recover" in warnings[0] and "Lost:" in warnings[0]
+
+
+def test_a_directory_where_the_checkpoint_belongs_is_moved_aside(tmp_path: Path, settings: Settings) -> None:
+    path = Path(settings.state_dir) / "collector" / "checkpoint.json"
+    path.mkdir(parents=True)
+    collector = Collector(settings, sources=[])
+    assert collector.counters.fills_in == 0 and not path.exists()
+    assert len(list(path.parent.glob("checkpoint.json.damaged-*"))) == 1
