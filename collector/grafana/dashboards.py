@@ -144,11 +144,21 @@ def grid(title: str, query: str, span: int = 24, height: int = 10, sort: str | N
     return panel
 
 
-def metrics_table(title: str, query: str, link: dict[str, Any], column: str, span: int, height: int) -> table.Panel:
-    """A ranking of series: units and decimals per column, PnL/return/drawdown coloured, `column` links on."""
+def metrics_table(
+    title: str, query: str, trend: str, link: dict[str, Any], column: str, span: int, height: int
+) -> table.Panel:
+    """A ranking of series: units and decimals per column, PnL/return/drawdown coloured, `column` links on,
+    and a sparkline of each row's equity (`trend`: one series per row, turned into a cell by the
+    timeSeriesTable transformation and merged into the table on the shared tags)."""
     coloured = {"type": "color-text"}
     return (
         grid(title, query, span=span, height=height, sort="return")
+        .with_target(InfluxQL(trend, "B"))
+        .with_transformation(dm.DataTransformerConfig(id_val="timeSeriesTable", options={}))
+        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .override_by_field_type(
+            "frame", [_property("custom.cellOptions", {"type": "sparkline"}), _property("displayName", "equity")]
+        )
         .override_by_name(column, [_property("links", [link])])
         .override_by_name(
             "PnL",
@@ -308,6 +318,8 @@ def portfolio() -> Dashboard:
             metrics_table(
                 "Strategies, best to worst (click a strategy)",
                 ranking,
+                f'SELECT last("equity") FROM {PERF} WHERE {perf_where("strategy")} '
+                'GROUP BY time($__interval), "strategy" fill(previous)',
                 _link("Strategy ${__value.raw}", strategy_url("${__value.raw}")),
                 "strategy",
                 span=14,
@@ -389,6 +401,8 @@ def account() -> Dashboard:
             metrics_table(
                 "Strategies in the account (click a strategy)",
                 strategies,
+                f'SELECT last("equity") FROM {PERF} WHERE {perf_where("book", _match("account"))} '
+                'GROUP BY time($__interval), "account", "strategy" fill(previous)',
                 _link("Strategy ${__value.raw}", strategy_url("${__value.raw}", "${__data.fields.account}")),
                 "strategy",
                 span=12,

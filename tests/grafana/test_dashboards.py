@@ -88,6 +88,13 @@ def test_what_a_desk_keeps_open() -> None:
         steps = [step["value"] for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
         assert steps == [None, -0.02, -0.01], panel["title"]
     assert any(p["type"] == "heatmap" for p in portfolio["panels"])
+    ranking = next(p for p in portfolio["panels"] if p["title"].startswith("Strategies, best to worst"))
+    assert [t["id"] for t in ranking["transformations"]] == ["timeSeriesTable", "merge"]
+    sparkline = next(
+        o for o in ranking["fieldConfig"]["overrides"] if o["matcher"] == {"id": "byType", "options": "frame"}
+    )
+    assert {"id": "custom.cellOptions", "value": {"type": "sparkline"}} in sparkline["properties"]
+    assert ranking["options"]["sortBy"] == [{"desc": True, "displayName": "return"}]
 
 
 def _regex_value(values: list[str]) -> str:
