@@ -149,6 +149,8 @@ def _check_rule(where: str, rule: dict[str, Any], uids: set[str], contacts: set[
     for key, allowed in (("noDataState", NO_DATA_STATES), ("execErrState", EXEC_ERR_STATES)):
         if key in rule and rule[key] not in allowed:
             problems.append(f"{where}: {key} {rule[key]!r} not in {sorted(allowed)}")
+    if ("dashboardUid" in rule) != ("panelId" in rule):  # ngalert rejects one without the other
+        problems.append(f"{where}: dashboardUid and panelId must be set together")
     if "for" in rule and duration_seconds(rule["for"]) is None:
         problems.append(f"{where}: for {rule['for']!r} is not a duration")
     for query in data:

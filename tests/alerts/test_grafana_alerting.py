@@ -70,6 +70,7 @@ def _mutate(directory: Path, name: str, change: Any) -> list[str]:
             "not a provisioned datasource",
         ),
         ("stratmon-rules.yaml", lambda d: d["groups"][0]["rules"][0]["labels"].update(team="$TEAM"), "env-expanded"),
+        ("stratmon-rules.yaml", lambda d: d["groups"][0]["rules"][0].pop("panelId"), "must be set together"),
         (
             "stratmon-rules.yaml",
             lambda d: d["groups"][0]["rules"][0]["data"][2]["model"]["conditions"].append({"evaluator": {}}),
