@@ -35,7 +35,15 @@ from collector.alerts.rules import (
     _Rule,
     format_duration,
 )
-from collector.grafana.names import ALERT_PANEL, DASHBOARDS, DATASOURCE_UID, FOLDER, ORG_ID
+from collector.grafana.names import (
+    ALERT_PANEL,
+    DASHBOARDS,
+    DATASOURCE_UID,
+    DRAWDOWN_PANEL,
+    FOLDER,
+    HEALTH_PANEL,
+    ORG_ID,
+)
 
 GROUP_INTERVAL = {"critical": "10s", "warning": "30s", "info": "1m"}
 TIMINGS = {  # group_wait, group_interval, repeat_interval
@@ -156,9 +164,18 @@ def _summary(rule: _Rule) -> str:
     return f"{text}: {{{{ {shown} }}}}"
 
 
+def alert_panel(rule: _Rule) -> tuple[str, str]:
+    """(dashboard key, panel title) of the panel that shows what the rule watches."""
+    if isinstance(rule, DrawdownRule) and rule.level in DRAWDOWN_PANEL:
+        return DRAWDOWN_PANEL[rule.level]
+    if isinstance(rule, HealthRule):
+        return "health", HEALTH_PANEL[rule.metric]
+    return ALERT_PANEL[rule.level]
+
+
 def dashboard_link(rule: _Rule) -> str:
     """An absolute link (Grafana's root_url, GF_SERVER_ROOT_URL) to the panel, with the alert's series selected."""
-    key, _ = ALERT_PANEL[rule.level]
+    key, _ = alert_panel(rule)
     query = "&".join(f"var-{tag}={{{{ $labels.{tag} }}}}" for tag in LINK_VARIABLES.get(rule.level, ()))
     base = '{{ reReplaceAll "/$" "" externalURL }}'  # root_url may or may not end in /
     return f"{base}/d/{DASHBOARDS[key]}" + (f"?{query}" if query else "")
@@ -167,7 +184,7 @@ def dashboard_link(rule: _Rule) -> str:
 def alert_rule(rule: _Rule, panels: Mapping[str, int]) -> dict[str, Any]:
     """One provisioned rule; `panels` maps "dashboard key/panel title" to the panel id the alert shows."""
     query, lookback, threshold_type, threshold = rule_query(rule)
-    key, title = ALERT_PANEL[rule.level]
+    key, title = alert_panel(rule)
     return {
         "uid": f"stratmon-{rule.name}"[:40],
         "title": rule.summary or rule.name,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from collector.alerts.rules import load_rules
+from collector.alerts.rules import HealthRule, load_rules
 from collector.config import RunConfig
 from collector.grafana.alerting import FRACTIONS, SERIES_TAGS
 
@@ -41,10 +41,16 @@ def test_perf_rules_look_back_past_the_heartbeat_and_keep_their_state_without_da
 
 
 def test_each_rule_names_the_panel_it_shows_and_links_absolutely() -> None:
+    source = _source()
     for rule in _rules():
         dashboard = json.loads((ROOT / "grafana" / "dashboards" / f"{rule['dashboardUid']}.json").read_text())
         panel = next(p for p in dashboard["panels"] if p["id"] == rule["panelId"])
         assert panel["type"] != "row", rule["uid"]
+        watched = source[rule["uid"]]
+        if watched.kind == "drawdown_pct":
+            assert "drawdown_pct" in panel["targets"][0]["query"], (rule["uid"], panel["title"])
+        if isinstance(watched, HealthRule):
+            assert f'"{watched.metric}"' in panel["targets"][0]["query"], (rule["uid"], panel["title"])
         url = rule["annotations"]["dashboard_url"]
         assert url.startswith('{{ reReplaceAll "/$" "" externalURL }}/d/' + rule["dashboardUid"]), url
 
