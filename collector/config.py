@@ -23,7 +23,7 @@ CONFIG_ENV = "STRATMON_CONFIG"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class InfluxConfig(_Section):
@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     jobs: JobsConfig = JobsConfig()
     alerts: AlertsConfig = AlertsConfig()
     optimize: OptimizeConfig = OptimizeConfig()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir_is_a_directory(cls, path: Path) -> Path:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file; expected a directory (or a path to create)")
+        return path
 
     @field_validator("sources")
     @classmethod

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 from collector.errors import UserError
 
 Loc = tuple[str | int, ...]
+MAX_NODES = 100_000  # values in a document after alias expansion
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -44,22 +46,80 @@ def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _index_lines(item, (*loc, i), lines)
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing past MAX_DEPTH (PyYAML's composer recurses per level)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise UserError(f"{self.name}:{mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _check_size(root: yaml.Node, name: str) -> None:
+    """Refuse a document whose expanded tree is huge (alias bombs) or deep, before anything walks it.
+
+    Aliases share nodes in the composed graph, so a "billion laughs" file is small there and only
+    explodes when expanded; counting expanded nodes with an explicit stack stops at the limit.
+    """
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise UserError(
+                f"{name}: more than {MAX_NODES} values once aliases (*name) are expanded; "
+                "a configuration this large is a mistake or an alias bomb"
+            )
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise UserError(f"{name}:{line}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+
+
 def load_yaml(path: str | Path) -> YamlDocument:
-    """Read a YAML file with `safe_load` semantics; syntax errors become a `UserError` with the line."""
+    """Read a YAML file with `safe_load` semantics; syntax errors become a `UserError` with the line.
+
+    Also refused with one line: text that is not UTF-8, more than MAX_NODES values after alias
+    expansion, nesting deeper than MAX_DEPTH.
+    """
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{name}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    loader = _BoundedLoader(text)
+    loader.name = name
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_size(node, name)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{name}:{mark.line + 1}" if mark is not None else name
         raise UserError(f"{where}: invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{name}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     lines: dict[Loc, int] = {}
     if node is not None:
         _index_lines(node, (), lines)

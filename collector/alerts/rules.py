@@ -23,6 +23,7 @@ from collector.yamlfile import load_model
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+MAX_DURATION_S = 366 * 86_400.0  # longer is a typo (99999999999d would overflow timers)
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -36,13 +37,15 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration such as 30s, 5m, 1h")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration ≥ 0")
-        return float(value)
-    match = _DURATION.match(str(value).strip())
-    if match is None:
-        raise ValueError("a duration such as 30s, 5m, 1h or 250ms")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if match is None:
+            raise ValueError("a duration such as 30s, 5m, 1h or 250ms")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 <= seconds <= MAX_DURATION_S:  # also refuses NaN
+        raise ValueError(f"a duration between 0 and {MAX_DURATION_S / 86_400:g}d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -58,7 +61,7 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)  # thresholds finite
 
 
 class Filter(_Strict):

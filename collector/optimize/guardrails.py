@@ -53,9 +53,13 @@ def bounded(parameter: Parameter, old: float | bool, proposed: float | bool) -> 
         value = current + math.copysign(parameter.max_step, value - current)
         notes.append(f"limited to a step of {parameter.max_step:g}")
     if parameter.type == "int":
-        value = float(round(value))
-        if abs(value - current) > parameter.max_step:  # rounding must not reopen the step
-            value = current + math.copysign(math.floor(parameter.max_step), value - current)
+        # the nearest integer that is inside the bounds and within max_step of the current value
+        # (rounding 2.6 to 3 must not leave bounds [0, 2.6], nor reopen the step)
+        low = max(math.ceil(parameter.min), math.ceil(current - parameter.max_step))
+        high = min(math.floor(parameter.max), math.floor(current + parameter.max_step))
+        if low > high:
+            return float(old), "no integer lies inside the bounds within max_step of the current value"
+        value = float(min(max(round(value), low), high))
     return value, "; ".join(notes)
 
 

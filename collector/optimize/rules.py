@@ -9,6 +9,7 @@ the declared bounds or step. Errors name file, line, key and expectation.
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,14 @@ class Parameter(_Strict):
             raise ValueError(f"a {self.type} parameter needs a numeric default")
         if self.min is None or self.max is None or self.max_step is None:
             raise ValueError(f"a {self.type} parameter needs min, max and max_step")
+        if not all(math.isfinite(x) for x in (self.min, self.max, self.max_step, self.default)):
+            raise ValueError("min, max, max_step and default must be finite numbers")
+        if self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        if self.type == "int" and not all(float(x).is_integer() for x in (self.min, self.max, self.default)):
+            raise ValueError("an int parameter needs whole-number min, max and default")
+        if self.type == "int" and self.max_step < 1:
+            raise ValueError("an int parameter needs max_step ≥ 1 (it moves in whole steps)")
         if not self.min <= self.default <= self.max:
             raise ValueError(f"default {self.default} is outside [{self.min}, {self.max}]")
         return self

@@ -7,6 +7,7 @@ import ssl
 from email.message import EmailMessage
 
 from collector.alerts.notify.base import Notification, Notifier, NotifyError, secret
+from collector.alerts.notify.deadline import Deadline
 from collector.alerts.rules import EmailNotifier
 
 
@@ -27,12 +28,15 @@ class Email(Notifier):
         message["To"] = ", ".join(config.to)
         message.set_content("\n".join(notification.lines()) + "\n")
         context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        client: smtplib.SMTP = (
+            smtplib.SMTP_SSL(timeout=self.timeout, context=context)
+            if config.security == "ssl"
+            else smtplib.SMTP(timeout=self.timeout)
+        )
+        client._host = config.host  # type: ignore[attr-defined]  # set by connect-in-constructor; STARTTLS needs it
         try:
-            if config.security == "ssl":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=self.timeout, context=context)
-            else:
-                client = smtplib.SMTP(config.host, config.port, timeout=self.timeout)
-            with client:
+            with Deadline(self.timeout, lambda: client.sock), client:  # a total deadline, not per read
+                client.connect(config.host, config.port)
                 if config.security == "starttls":
                     client.starttls(context=context)
                 if config.username and self.password is not None:
@@ -42,5 +46,5 @@ class Email(Notifier):
             raise NotifyError(
                 f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=exc.smtp_code >= 400 and exc.smtp_code < 500
             ) from None
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError) as exc:  # no secret in these: the password is never echoed
             raise NotifyError(f"{type(exc).__name__}: {exc}", retryable=True) from None

@@ -8,9 +8,8 @@ import json
 import time
 from typing import Any
 
-import requests
-
-from collector.alerts.notify.base import Notification, Notifier, NotifyError, secret, status_error
+from collector.alerts.notify.base import Notification, Notifier, secret
+from collector.alerts.notify.deadline import post
 from collector.alerts.rules import SlackNotifier, WebhookNotifier
 
 SIGNATURE_HEADER = "X-Stratmon-Signature"
@@ -26,15 +25,9 @@ def sign(secret_key: str, timestamp: str, body: bytes) -> str:
 class _HttpNotifier(Notifier):
     def __init__(self, name: str, url: str, timeout: float) -> None:
         self.name, self.url, self.timeout = name, url, timeout
-        self.session = requests.Session()
 
     def post(self, body: bytes, headers: dict[str, str]) -> None:
-        try:
-            answer = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise NotifyError(f"{type(exc).__name__}: {exc}", retryable=True) from None
-        if answer.status_code >= 300:
-            raise status_error(answer.status_code, answer.text)
+        post(self.url, body, headers, self.timeout)
 
 
 class Slack(_HttpNotifier):
