@@ -7,6 +7,7 @@ from SHOW TAG VALUES and are matched with =~ /^$var$/. Every query is executed i
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Self
 
@@ -759,8 +760,8 @@ INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
 
 
 def _merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """`given` over `defaults`, recursively for nested maps."""
-    out = dict(defaults)
+    """`given` over a copy of `defaults`, recursively for nested maps (a model never shares the defaults)."""
+    out = copy.deepcopy(defaults)
     for key, value in given.items():
         out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
@@ -793,7 +794,7 @@ def dashboard_json(key: str) -> dict[str, Any]:
     if key in ALERT_LIST_ON:
         bottom = max((p["gridPos"]["y"] + p["gridPos"]["h"] for p in model.get("panels", [])), default=0)
         position = {"h": 10, "w": ALERT_LIST_ON[key], "x": 0, "y": bottom}
-        model.setdefault("panels", []).append(ALERT_LIST | {"gridPos": position})
+        model.setdefault("panels", []).append(copy.deepcopy(ALERT_LIST) | {"gridPos": position})
     for number, panel in enumerate(model.get("panels", []), 1):
         panel["id"] = number
         _complete(panel)

@@ -136,6 +136,7 @@ def test_the_type_check_catches_schema_violations(tmp_path: Path, key: str, chan
     change(model)
     errors = type_check({"broken": model}, tmp_path)
     assert any(expected in error for error in errors), errors
+    assert dashboard_json(key) != model  # the change stayed in this model: builds share no defaults
 
 
 def _first(model: dict[str, Any], kind: str) -> dict[str, Any]:
