@@ -162,6 +162,22 @@ def load_model(path: str | Path, model: type[ModelT], sections: str) -> ModelT:
         raise UserError(describe_validation_error(exc, doc)) from None
 
 
+_SECRET_KEYS = frozenset(("token", "password", "secret"))  # not token_env / token_file: those name where it is
+
+
+def _shown(loc: Loc, value: Any) -> str:
+    """The rejected value as an error shows it: secrets never, URLs without their user:password@."""
+    name = str(loc[-1]).lower() if loc else ""
+    if name in _SECRET_KEYS:
+        return f"a value of type {type(value).__name__} (not shown: a secret)"
+    if isinstance(value, str) and "@" in value and "://" in value:
+        scheme, _, rest = value.partition("://")
+        netloc, slash, path = rest.partition("/")
+        if "@" in netloc:
+            value = f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{path}"
+    return repr(value)
+
+
 def describe_validation_error(
     exc: ValidationError, doc: YamlDocument | None, env_names: dict[Loc, str] | None = None
 ) -> str:
@@ -188,5 +204,5 @@ def describe_validation_error(
         elif err["type"] == "extra_forbidden":
             messages.append(f"{where}: {key}: unknown key (check the spelling; see the example file)")
         else:
-            messages.append(f"{where}: {key}: got {err.get('input')!r}; expected: {expected}")
+            messages.append(f"{where}: {key}: got {_shown(loc, err.get('input'))}; expected: {expected}")
     return "\n".join(messages)

@@ -119,3 +119,27 @@ def test_state_dir_that_is_a_file_is_one_line_without_traceback(tmp_path: Path) 
         f"stratmon: error: {config}:1: state_dir: got '{tmp_path / 'state'}'; expected: Value error, "
         f"{tmp_path / 'state'} is a file; expected a directory (or a path to create)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("influx:\n  token: 98765432123\n", "98765432123"),
+        ("influx:\n  password: [hunter2]\n", "hunter2"),
+        ("influx:\n  url: ftp://admin:hunter2@db.example/x\n", "hunter2"),
+    ],
+)
+def test_config_errors_never_echo_secrets(tmp_path: Path, text: str, secret: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        load_settings(path)
+    assert secret not in str(error.value) and f"{path}:2" in str(error.value)
+
+
+def test_influx_credentials_in_the_url_become_basic_auth_and_leave_the_url() -> None:
+    from collector.config import InfluxConfig
+    from collector.store.transport import Endpoint
+
+    endpoint = Endpoint.from_config(InfluxConfig(), "http://reader:s%40cret@127.0.0.1:8086")
+    assert endpoint.url == "http://127.0.0.1:8086" and endpoint.basic_auth == ("reader", "s@cret")

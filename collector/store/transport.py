@@ -12,12 +12,13 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import requests
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from pydantic import SecretStr
 
 from collector.config import InfluxConfig
 from collector.errors import UserError
@@ -52,12 +53,18 @@ class Endpoint:
     def from_config(cls, cfg: InfluxConfig, url: str) -> Endpoint:
         # 1.x: user/password; 2.x and 3 Core: any username with the token as password.
         secret = cfg.password or cfg.token
-        host = urlparse(url).hostname or ""
+        parts = urlparse(url)
+        username = cfg.username
+        if parts.username is not None or parts.password is not None:  # user:pass@ in the URL: never logged
+            username = username or unquote(parts.username or "")
+            secret = secret or (SecretStr(unquote(parts.password)) if parts.password else None)
+            url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        host = parts.hostname or ""
         use_gzip = cfg.gzip if cfg.gzip != "auto" else host not in ("localhost", "::1") and not host.startswith("127.")
         return cls(
             url=url.rstrip("/"),
             database=cfg.database,
-            username=cfg.username or ("stratmon" if secret else None),
+            username=username or ("stratmon" if secret else None),
             secret=secret.get_secret_value() if secret else None,
             org=cfg.org,
             timeout=cfg.timeout,
