@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import socket
 import threading
@@ -44,6 +45,7 @@ from collector.store.writer import Writer
 log = logging.getLogger(__name__)
 
 TAGS = ("level", "account", "strategy")
+RESTART_BACKOFF_MAX = 60.0
 
 
 def perf_line(row: dict[str, Any], ts_ns: int) -> str:
@@ -98,6 +100,8 @@ class Collector:
         self.error: BaseException | None = None
         self._pending: list[tuple[int, int]] = []  # (received_ns, fills) since the last durable flush
         self._done = threading.Event()
+        self._restarts: dict[str, tuple[float, str]] = {}  # failed source → (restart due, why)
+        self._backoff: dict[str, tuple[float, float]] = {}  # source → (last backoff s, when it last failed)
 
     @property
     def engine(self) -> Engine:
@@ -145,10 +149,35 @@ class Collector:
             return f"failed: {self.error}"
         if self.writer.problem is not None:
             return f"writes paused: {self.writer.problem}"
+        for name, (_, why) in self._restarts.items():
+            return f"source {name} failed ({why}); restarting with backoff"
         for source in self.sources:
             if (reason := source.problem()) is not None:
                 return f"source {source.name}: {reason}"
         return None
+
+    def _supervise(self, now: float) -> None:
+        """Restart a source whose thread died, after a backoff that doubles per failure (1 s … 60 s).
+
+        The backoff starts again at 1 s once a source has run for RESTART_BACKOFF_MAX without failing.
+        """
+        for source in self.sources:
+            pending = self._restarts.get(source.name)
+            if pending is None:
+                failure = source.failure()
+                if failure is None:
+                    continue
+                last, failed_at = self._backoff.get(source.name, (0.0, -math.inf))
+                backoff = 1.0 if now - failed_at > RESTART_BACKOFF_MAX + last else min(2 * last, RESTART_BACKOFF_MAX)
+                self._backoff[source.name] = (backoff, now)
+                why = f"{type(failure).__name__}: {failure}"
+                log.error("source %s failed (%s); restarting in %g s", source.name, why, backoff)
+                self._restarts[source.name] = (now + backoff, why)
+            elif now >= pending[0]:
+                source.stop()
+                source.start(self.outlet, self.checker)
+                log.info("source %s restarted", source.name)
+                del self._restarts[source.name]
 
     def run(self, duration: float | None = None, started: Callable[[], None] | None = None) -> None:
         """Run until `stop()` (or `duration` seconds); always drains, flushes and checkpoints on the way out."""
@@ -204,6 +233,7 @@ class Collector:
             now = time.monotonic()
             if now >= next_flush:
                 self._flush()
+                self._supervise(now)
                 next_flush = now + run.flush_interval
                 if now >= next_health:
                     self._write_health()

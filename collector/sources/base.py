@@ -126,6 +126,10 @@ class Source(ABC):
     def ready(self) -> bool:
         return True
 
+    def failure(self) -> BaseException | None:
+        """What stopped the source's thread, if it died (the collector restarts it with backoff)."""
+        return None
+
     def problem(self) -> str | None:
         """Why the source cannot take input right now (shown by /readyz), or None."""
         return None

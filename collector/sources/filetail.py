@@ -1,10 +1,17 @@
 """`file` source: tail JSONL/CSV files (paths or globs), following rotation, resumable by byte offset.
 
-The checkpoint token is, per file, (device, inode, offset of the next unread byte). Only whole
-lines are consumed: a line still being written waits for its newline. Rotation by rename is
-followed (the old file is read to its end, then the new one from byte 0); truncation restarts
-the file at 0. On restore a file whose inode changed while we were down is looked up among the
-other matches of the globs (rotated names usually match too).
+The checkpoint token is, per file, (device, inode, offset of the next unread byte, length and
+CRC-32 of the file's first bytes as read). Only whole lines are consumed: a line still being
+written waits for its newline. Rotation by rename is followed (the old file is read to its end,
+then the new one from byte 0); truncation restarts the file at 0. A file truncated and refilled
+past the old offset between two polls (or while the collector was down) keeps its inode and
+size, so its first FINGERPRINT_BYTES are compared with what was read: if they changed it is
+read again from byte 0 (rewrites that keep those bytes identical stay undetectable). On restore
+a file whose inode changed while we were down is looked up among the other matches of the
+globs (rotated names usually match too). Every rotation case is logged.
+
+A source thread that dies (e.g. the dead-letter file cannot be written on a full disk) is
+restarted by the collector with backoff and resumes from the last batch it handed over.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -25,7 +33,8 @@ from collector.sources.records import CsvDecoder, Format, RawRecord, decode_json
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-FilePosition = tuple[int, int, int]  # device, inode, offset
+FINGERPRINT_BYTES = 4096
+FilePosition = tuple[int, int, int, int, int]  # device, inode, offset, fingerprint length, fingerprint CRC-32
 
 
 @dataclass
@@ -36,12 +45,16 @@ class _Tracked:
     dev: int
     ino: int
     offset: int = 0
+    head: bytes = b""  # the file's first bytes as consumed (up to FINGERPRINT_BYTES): its fingerprint
     lineno: int = 0  # lines consumed, for "path:line" in dead letters
     csv: CsvDecoder | None = None
     pending: list[Event] = field(default_factory=list)
 
     def close(self) -> None:
         self.handle.close()
+
+    def position(self, offset: int) -> FilePosition:
+        return (self.dev, self.ino, offset, len(self.head), zlib.crc32(self.head))
 
 
 class FileTail(Source):
@@ -58,11 +71,27 @@ class FileTail(Source):
     # ---- Source ------------------------------------------------------------------------------
     def restore(self, token: Any) -> None:
         if isinstance(token, dict):
-            self._restored = {str(path): (int(pos[0]), int(pos[1]), int(pos[2])) for path, pos in token.items()}
+            self._restored = {
+                str(path): (
+                    int(pos[0]),
+                    int(pos[1]),
+                    int(pos[2]),
+                    *((int(pos[3]), int(pos[4])) if len(pos) > 4 else (0, 0)),
+                )
+                for path, pos in token.items()
+            }
 
     def start(self, outlet: Outlet, checker: Checker) -> None:
+        if self._files:  # a restart after a failure: continue after the last batch handed over
+            self._restored.update(self.token())
+            self._files = {}
+        self.error = None
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, args=(outlet, checker), name=f"source-{self.name}")
         self._thread.start()
+
+    def failure(self) -> BaseException | None:
+        return self.error
 
     def stop(self) -> None:
         self._stop.set()
@@ -86,6 +115,7 @@ class FileTail(Source):
         self._discover()
         progressed = False
         for tracked in list(self._files.values()):
+            self._rewritten(tracked)  # before reading: a refill past the offset must not be read from there
             progressed |= self._read(tracked, outlet, checker)
             if self._stop.is_set():
                 break
@@ -96,13 +126,21 @@ class FileTail(Source):
                 progressed |= self._read(tracked, outlet, checker, final=True)
                 tracked.close()
                 del self._files[tracked.path]
+                log.info(
+                    "file source %s: %s was %s; read the old file to its end (byte %d)%s",
+                    self.name,
+                    tracked.path,
+                    "removed" if change == "gone" else "replaced by a new file",
+                    tracked.offset,
+                    "" if change == "gone" else ", now reading the new one from its start",
+                )
                 if change == "gone" or not self._open(tracked.path, 0):
                     continue
             progressed |= self._read(self._files[tracked.path], outlet, checker)
         return progressed
 
     def token(self) -> dict[str, FilePosition]:
-        return {path: (t.dev, t.ino, t.offset) for path, t in self._files.items()}
+        return {path: t.position(t.offset) for path, t in self._files.items()}
 
     # ---- files -------------------------------------------------------------------------------
     def _discover(self) -> None:
@@ -117,14 +155,44 @@ class FileTail(Source):
         st = os.stat(path)
         identity = (st.st_dev, st.st_ino)
         saved = self._restored.get(path)
-        if saved is not None and saved[:2] == identity and st.st_size >= saved[2]:
-            del self._restored[path]
-            return saved[2]
-        for old_path, (dev, ino, offset) in list(self._restored.items()):
-            if (dev, ino) == identity and st.st_size >= offset:  # rotated (renamed) while we were down
-                del self._restored[old_path]
-                return offset
+        candidates = [(path, saved)] if saved is not None else []
+        candidates += [(old, pos) for old, pos in self._restored.items() if old != path]  # renamed while down
+        for old_path, (dev, ino, offset, head_len, head_crc) in candidates:
+            if (dev, ino) != identity:
+                continue
+            del self._restored[old_path]
+            if st.st_size < offset:
+                log.warning(
+                    "file source %s: %s shrank while the collector was down; reading it from its start", self.name, path
+                )
+                return 0
+            if not self._same_head(path, head_len, head_crc):
+                log.warning(
+                    "file source %s: %s was truncated and rewritten while the collector was down; "
+                    "reading it from its start",
+                    self.name,
+                    path,
+                )
+                return 0
+            if old_path != path:
+                log.info(
+                    "file source %s: %s was renamed to %s while the collector was down; resuming at byte %d",
+                    self.name,
+                    old_path,
+                    path,
+                    offset,
+                )
+            return offset
+        if saved is not None:
+            log.info(
+                "file source %s: %s is a new file since the checkpoint; reading it from its start", self.name, path
+            )
         return 0
+
+    @staticmethod
+    def _same_head(path: str, length: int, crc: int) -> bool:
+        with open(path, "rb") as handle:
+            return zlib.crc32(handle.read(length)) == crc
 
     def _open(self, path: str, offset: int) -> bool:
         if self.config.format == "auto":
@@ -155,6 +223,7 @@ class FileTail(Source):
         tracked.handle.seek(0)
         head = tracked.handle.read(offset)
         tracked.lineno = head.count(b"\n")
+        tracked.head = head[:FINGERPRINT_BYTES]
         if tracked.csv is not None:
             for line in head.split(b"\n"):
                 if line.strip():
@@ -169,13 +238,29 @@ class FileTail(Source):
             return "gone"
         if (st.st_dev, st.st_ino) != (tracked.dev, tracked.ino):
             return "replaced"
-        if st.st_size < tracked.offset:
-            log.warning("%s was truncated; reading it again from its start", tracked.path)
-            tracked.offset = tracked.lineno = 0
-            if tracked.csv is not None:
-                tracked.csv = CsvDecoder(tracked.path)
-            return "truncated"
-        return None
+        return "truncated" if self._rewritten(tracked) else None
+
+    def _rewritten(self, tracked: _Tracked) -> bool:
+        """The open file got shorter than the offset, or its first bytes changed: reset it to byte 0."""
+        size = os.fstat(tracked.handle.fileno()).st_size
+        if size < tracked.offset:
+            how = "truncated"
+        elif tracked.head and os.pread(tracked.handle.fileno(), len(tracked.head), 0) != tracked.head:
+            how = "truncated and refilled (its first bytes changed)"
+        else:
+            return False
+        log.warning(
+            "file source %s: %s was %s at byte %d; reading it again from its start",
+            self.name,
+            tracked.path,
+            how,
+            tracked.offset,
+        )
+        tracked.offset = tracked.lineno = 0
+        tracked.head = b""
+        if tracked.csv is not None:
+            tracked.csv = CsvDecoder(tracked.path)
+        return True
 
     def _read(self, tracked: _Tracked, outlet: Outlet, checker: Checker, final: bool = False) -> bool:
         progressed = False
@@ -198,6 +283,7 @@ class FileTail(Source):
     def _consume(self, tracked: _Tracked, data: bytes, outlet: Outlet, checker: Checker) -> bool:
         """Validate whole lines and hand them over in batches; offsets advance only with handed-over batches."""
         offset, lineno = tracked.offset, tracked.lineno
+        base = offset  # file offset of data[0]
         events: list[Event] = []
         start = 0
         limit = self.config.batch_lines
@@ -213,6 +299,9 @@ class FileTail(Source):
                 if event is not None:
                     events.append(event)
             if len(events) >= limit or start >= len(data):
+                known = len(tracked.head)  # the fingerprint covers bytes [0, known) of the file
+                if known < FINGERPRINT_BYTES and base <= known < base + start:
+                    tracked.head += data[known - base : min(start, FINGERPRINT_BYTES - base)]
                 if not outlet.put(Batch(self.name, events, token=self._token_with(tracked, offset))):
                     return False
                 tracked.offset, tracked.lineno = offset, lineno
@@ -232,5 +321,5 @@ class FileTail(Source):
 
     def _token_with(self, tracked: _Tracked, offset: int) -> dict[str, FilePosition]:
         token = self.token()
-        token[tracked.path] = (tracked.dev, tracked.ino, offset)
+        token[tracked.path] = tracked.position(offset)
         return token

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from collector.config import FileSourceConfig
 from collector.model import Fill, FillValidator
@@ -123,3 +127,53 @@ def test_bad_lines_are_dead_lettered_with_their_line_number_and_good_ones_pass(t
     letters = read_jsonl(h.dead)
     assert [letter["source"] for letter in letters] == [f"{path}:2", f"{path}:3"]
     assert "invalid JSON" in letters[0]["error"] and "qty" in letters[1]["error"]
+
+
+def test_truncated_and_refilled_past_the_offset_between_polls_is_read_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "fills.jsonl"
+    path.write_text("".join(_line(i) for i in range(5)))
+    h = Harness(tmp_path, str(path))
+    assert len(h.ids()) == 5
+    with caplog.at_level(logging.WARNING):
+        path.write_text("".join(_line(i, account="ACC2") for i in range(100, 107)))  # same inode, longer
+        assert h.ids() == [f"f{i}" for i in range(100, 107)]  # all of them, not just those past the offset
+    assert any("truncated and refilled" in r.getMessage() for r in caplog.records)
+
+
+def test_truncated_and_refilled_while_down_is_read_from_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    path.write_text("".join(_line(i) for i in range(5)))
+    h = Harness(tmp_path, str(path))
+    assert len(h.ids()) == 5
+    token = json.loads(json.dumps(h.tail.token()))
+    with open(path, "r+") as handle:  # copytruncate while the collector is down: same inode
+        handle.truncate(0)
+        handle.write("".join(_line(i, account="ACC2") for i in range(200, 207)))
+    again = Harness(tmp_path, str(path))
+    again.tail.restore(token)
+    assert again.ids() == [f"f{i}" for i in range(200, 207)]
+    unchanged = Harness(tmp_path, str(path))  # an untouched file still resumes at its offset
+    unchanged.tail.restore(json.loads(json.dumps(again.tail.token())))
+    assert unchanged.ids() == []
+
+
+def test_a_restarted_tail_continues_after_its_last_batch(tmp_path: Path) -> None:
+    path = tmp_path / "fills.jsonl"
+    path.write_text("".join(_line(i) for i in range(4)))
+    h = Harness(tmp_path, str(path))
+    h.tail.start(h.outlet, h.checker)
+    deadline = time.monotonic() + 10
+    while h.outlet.depth() < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    h.tail.stop()
+    with open(path, "a") as handle:
+        handle.write(_line(4))
+    h.tail.start(h.outlet, h.checker)  # what the collector does after a failure, with backoff
+    deadline = time.monotonic() + 10
+    while h.outlet.depth() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    h.tail.stop()
+    batches = [h.outlet.queue.get_nowait() for _ in range(h.outlet.depth())]
+    assert [e.fill_id for b in batches for e in b.events if isinstance(e, Fill)] == [f"f{i}" for i in range(5)]
