@@ -160,6 +160,29 @@ class Applier:
         self.audit.append(record)
         return Outcome(decision, record)
 
+    def restore_default(self, strategy: str, account: str, param: str, rule: str, reason: str, now_ns: int) -> Outcome:
+        """Put a parameter back to its declared default (a disabled rule's values; bounds still apply)."""
+        parameter = self.config.parameter(param, strategy)
+        if parameter is None:
+            return Outcome(Decision(False, None, f"{param} is not declared for {strategy}"), None)
+        current = self.store.get(strategy, account, param, parameter.default)
+        decision = self.book.decide(
+            parameter, (strategy, account, param), current, parameter.default, "low", now_ns, automatic=False
+        )
+        if not decision.applied or decision.value is None:
+            return Outcome(decision, None)
+        record = ChangeRecord(
+            strategy, account, param, current, decision.value, "rollback", rule, reason, {}, "", time=iso_time(now_ns)
+        )
+        self.store.set(strategy, account, param, decision.value)
+        self._emit(record, now_ns)
+        self.audit.append(record)
+        return Outcome(decision, record)
+
+    def disabled_rules(self) -> set[str]:
+        """Rules the evaluation disabled (their pooled contribution was negative with confidence)."""
+        return {r.rule for r in self.audit.records() if r.action == "disable"}
+
     def change_days(self) -> dict[str, list[int]]:
         """Per strategy, the UTC days changes were applied or rolled back (configurations tried)."""
         days: dict[str, list[int]] = {}

@@ -64,9 +64,10 @@ def bounded(parameter: Parameter, old: float | bool, proposed: float | bool) -> 
 
 
 class GuardrailBook:
-    def __init__(self, config: Guardrails, state: GuardrailState | None = None) -> None:
+    def __init__(self, config: Guardrails, state: GuardrailState | None = None, switches: bool = True) -> None:
         self.config = config
         self.state = state or GuardrailState()
+        self.switches = switches  # False in a replay: the live switches say nothing about the past
 
     def kill_switch_on(self) -> bool:
         return not self.config.enabled or Path(self.config.kill_switch_file).exists()
@@ -82,13 +83,13 @@ class GuardrailBook:
         automatic: bool = True,
     ) -> Decision:
         config = self.config
-        if automatic:
+        if automatic and self.switches:
             if not config.enabled:
                 return Decision(False, None, "optimizer disabled (guardrails.enabled: false)")
             if Path(config.kill_switch_file).exists():
                 return Decision(False, None, f"kill switch {config.kill_switch_file} is present")
-            if risk != "low":
-                return Decision(False, None, f"{risk} risk: a proposal for people, never applied automatically")
+        if automatic and risk != "low":
+            return Decision(False, None, f"{risk} risk: a proposal for people, never applied automatically")
         value, note = bounded(parameter, old, proposed)
         if value == old:
             return Decision(False, value, f"no change ({note or 'already at the proposed value'})")

@@ -8,9 +8,10 @@ a `suggestions` point per suggestion with what became of it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from collector.config import Settings
@@ -18,7 +19,8 @@ from collector.errors import UserError
 from collector.model import NS
 from collector.optimize.allocation import allocation_suggestions
 from collector.optimize.apply import Applier, Outcome
-from collector.optimize.evaluate import evaluate_changes
+from collector.optimize.evaluate import evaluate_changes, multiplier_path
+from collector.optimize.guardrails import Decision
 from collector.optimize.rules import OptimizationConfig, load_optimization
 from collector.optimize.suggest import DayStats, Suggestion, suggest
 from collector.store.connect import open_reader
@@ -107,11 +109,17 @@ def optimize(settings: Settings, writer: Writer, dry_run: bool = False, lookback
         by_book[(strategy, account)] = history
     applier = Applier(config, writer)
     now = max((h[-1].day + 1 for h in histories.values() if h), default=0) * DAY_NS
-    evaluate_changes(applier, histories, by_book, now)
+    histories = unit_histories(applier, histories)
+    results = []
+    for verdict in evaluate_changes(applier, histories, by_book, now):
+        if verdict.decision == "disabled":
+            results.append(disabled_result(verdict.rule, verdict.delta_sharpe))
+            writer.write(suggestion_line(results[-1], now))
     accounts: dict[str, list[str]] = {}
     for strategy, account in sorted(by_book):
         accounts.setdefault(strategy, []).append(account)
-    results = []
+    disabled = applier.disabled_rules()
+    config = config.model_copy(update={"rules": [r for r in config.rules if r.name not in disabled]})
     proposals = suggest(config, histories, applier.store, applier.change_days())
     proposals += allocation_suggestions(config, histories, applier.store, seed=now // DAY_NS)
     for suggestion in proposals:
@@ -125,13 +133,36 @@ def optimize(settings: Settings, writer: Writer, dry_run: bool = False, lookback
     return results
 
 
+def unit_histories(applier: Applier, histories: dict[str, list[DayStats]]) -> dict[str, list[DayStats]]:
+    """PnL and returns at the default size: each day divided by the multiplier the audit says was in
+    force (paused days are left out), so the rules judge the strategy, not the sizes they chose."""
+    records = applier.audit.records()
+    out = {}
+    for strategy, history in histories.items():
+        days = np.array([d.day for d in history], dtype=np.int64)
+        factors = multiplier_path(applier, records, strategy, days)
+        out[strategy] = [
+            replace(d, ret=d.ret / f, pnl=d.pnl / f) for d, f in zip(history, factors, strict=True) if f > 0
+        ]
+    return out
+
+
+def disabled_result(rule: str, ci: tuple[float, float, float] | None) -> Result:
+    """A disabled rule as a medium-risk `suggestions` point, so the `proposal` alert tells people."""
+    text = f"rule {rule} disabled: its changes lowered the portfolio Sharpe" + (
+        f" (ΔSharpe {ci[0]:+.2f}, 95% CI {ci[1]:+.2f} … {ci[2]:+.2f})" if ci else ""
+    )
+    suggestion = Suggestion(rule, "*", "*", "rule", True, False, text, 0.95, "medium")
+    return Result(suggestion, Outcome(Decision(False, False, "disabled automatically; for a person to review"), None))
+
+
 def suggestion_line(result: Result, ts_ns: int) -> str:
     s = result.suggestion
     tags = {
         "rule": s.rule,
         "level": "strategy",
         "account": s.account if s.account != "*" else "_all",
-        "strategy": s.strategy,
+        "strategy": s.strategy if s.strategy != "*" else "_all",
         "risk": s.risk,
         "status": result.status,
     }

@@ -85,7 +85,7 @@ class StoreConfig(_Strict):
 
 
 class Condition(_Strict):
-    metric: Literal["sharpe", "psr", "win_rate", "expectancy", "net_pnl", "max_drawdown_pct", "trades"]
+    metric: Literal["sharpe", "psr", "win_rate", "expectancy", "net_pnl", "max_drawdown_pct", "trades", "days"]
     op: Literal["gt", "ge", "lt", "le"]
     value: float
 
@@ -111,6 +111,12 @@ class Guard(_Strict):
     dsr_above: float | None = Field(
         None, gt=0, lt=1, description="Deflated Sharpe: trials = the configurations the optimizer has tried"
     )
+    reference: Literal["zero", "desk", "shrunk"] = Field(
+        "zero", description="the Sharpe tested against: benchmark_sharpe, the desk's mean, or the own shrunk edge"
+    )
+    fdr: float | None = Field(
+        None, gt=0, lt=1, description="Benjamini–Hochberg false discovery rate over strategies × looks"
+    )
 
 
 class Action(_Strict):
@@ -120,14 +126,17 @@ class Action(_Strict):
     step: float | None = None
     pause: bool = False
     reallocate: bool = False
+    inverse_vol: bool = Field(False, description="weight ∝ 1 / volatility of daily PnL, mean 1")
+    tilt: bool = Field(False, description="size = shrunk Sharpe ÷ desk mean where the guard passes, else default")
+    min_change: float = Field(0.0, ge=0, lt=1, description="dead band: relative change below this is not proposed")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Action:
         chosen = [k for k in ("set", "scale", "step") if getattr(self, k) is not None]
-        chosen += [k for k in ("pause", "reallocate") if getattr(self, k)]
+        chosen += [k for k in ("pause", "reallocate", "inverse_vol", "tilt") if getattr(self, k)]
         if len(chosen) != 1:
-            raise ValueError("an action is exactly one of set, scale, step, pause, reallocate")
-        if chosen[0] in ("set", "scale", "step") and self.param is None:
+            raise ValueError("an action is exactly one of set, scale, step, pause, reallocate, inverse_vol, tilt")
+        if chosen[0] in ("set", "scale", "step", "inverse_vol", "tilt") and self.param is None:
             raise ValueError(f"{chosen[0]} needs param")
         return self
 
@@ -142,6 +151,12 @@ class OptimizationRule(_Strict):
     action: Action
     risk: Literal["low", "medium", "high"]
     summary: str | None = Field(None, max_length=300)
+
+    @model_validator(mode="after")
+    def _thompson_is_a_proposal(self) -> OptimizationRule:
+        if self.action.reallocate and self.risk == "low":
+            raise ValueError("Thompson allocation is a proposal at most: risk medium or high")
+        return self
 
 
 class OptimizationConfig(_Strict):

@@ -56,7 +56,7 @@ def test_bounds_and_max_step_clamp_any_proposal(tmp_path: Path) -> None:
     assert _stored(tmp_path)["trend_es"]["*"]["size_multiplier"] == 2.0  # never past max
     for i in range(20):
         _propose(applier, -5.0, T0 + (20 + i) * NS)
-    assert _stored(tmp_path)["trend_es"]["*"]["size_multiplier"] == 0.0  # never below min
+    assert _stored(tmp_path)["trend_es"]["*"]["size_multiplier"] == 0.25  # never below min
     assert _propose(applier, float("nan"), T0 + 100 * NS).decision.applied is False
 
 

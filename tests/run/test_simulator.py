@@ -65,7 +65,7 @@ def test_strategies_differ_and_regimes_switch() -> None:
                 engine.on_fill(event)
             else:
                 engine.on_mark(event)
-        decayed_seen |= {name for name, bad in sim.state.decayed.items() if bad}
+        decayed_seen |= {name for name, bad in sim.decayed.items() if bad}
     rows = engine.rows("strategy")["strategy"]
     trades = {r["strategy"]: r["trades"] for r in rows}
     assert trades["mm_es"] > 20 * trades["carry_fx"] > 0  # market making trades far more often than carry
@@ -73,7 +73,7 @@ def test_strategies_differ_and_regimes_switch() -> None:
     assert equities[0] < 0 < equities[-1]  # winners and losers
     assert decayed_seen  # some strategy lost its edge for a while
     slippage = {r["strategy"]: r["slippage_bps_avg"] for r in rows}
-    assert slippage["mm_es"] < 0  # market making earns the spread
+    assert min(slippage.values()) > 0  # slippage is a cost on average (the edge is in the exit, not the fill)
     assert max(slippage.values()) - min(slippage.values()) > 1.0  # execution quality differs by strategy
 
 
