@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -20,6 +21,11 @@ from collector.config import Settings, load_settings
 from collector.errors import RunFailed, UserError
 from collector.store.influxd import DEFAULT_DIR, LocalInfluxd
 from collector.store.reader import QueryError
+
+if TYPE_CHECKING:
+    from collector.sources.colmap import ColumnMap
+
+ALL_REJECTED_EXIT = 3  # the input was read, but some file had every record rejected
 
 log = logging.getLogger("stratmon")
 
@@ -53,6 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         fmt=args.format,
         dead_letter=args.dead_letter,
         show_progress=sys.stderr.isatty() and not args.json,
+        profile=_column_map(args),
     )
     if args.json:
         print(json.dumps(summary.contract()))
@@ -60,6 +67,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(
             f"accepted {summary.accepted}  rejected {summary.rejected}  "
             f"duplicates {summary.duplicates}  written {summary.written}"
+            + (f"  skipped {summary.skipped} (not fills)" if summary.skipped else "")
         )
         if summary.rejected:
             print(f"rejected records and their reasons: {args.dead_letter or settings.ingest.dead_letter}")
@@ -72,7 +80,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
     if summary.failed:
         print(f"InfluxDB rejected {summary.failed} points as bad data (see the log)", file=sys.stderr)
-    return 0
+    return _all_rejected_status(summary.all_rejected)
+
+
+def _column_map(args: argparse.Namespace) -> ColumnMap | None:
+    from collector.sources.colmap import load_map
+
+    return load_map(args.map) if args.map is not None else None
+
+
+def _all_rejected_status(paths: list[str]) -> int:
+    """Exit 3 when an input had records and every one was rejected, so a cron job notices."""
+    if not paths:
+        return 0
+    from collector.ingest import all_rejected_message
+
+    print(f"stratmon: error: {all_rejected_message(paths)}", file=sys.stderr)
+    return ALL_REJECTED_EXIT
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -93,6 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         marks_paths=args.marks,
         dead_letter=args.dead_letter,
         observers=observers,
+        profile=_column_map(args),
     )
     if history is not None:
         from collector.report_html import write_html
@@ -104,7 +129,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = rejects_summary(report)
     if summary:
         print(summary, file=sys.stderr)
-    return 0
+    return _all_rejected_status(report.all_rejected)
 
 
 def _frame_for_output(frame: pd.DataFrame) -> pd.DataFrame:
@@ -267,6 +292,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    if args.action == "replay":
+        return cmd_optimize_replay(args)
     from collector.optimize.job import optimize
     from collector.store.connect import open_writer
 
@@ -292,6 +319,29 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             s.rationale,
         )
     Console(width=None if sys.stdout.isatty() else 220).print(table)
+    return 0
+
+
+def cmd_optimize_replay(args: argparse.Namespace) -> int:
+    from collector.optimize.replay import replay
+    from collector.optimize.replay_output import load_panel, render, write_decisions
+    from collector.optimize.rules import load_optimization
+
+    settings = _settings(args)
+    if args.warmup < 2 or args.placebo < 0:
+        raise UserError("optimize replay: --warmup must be ≥ 2 and --placebo ≥ 0")
+    config = load_optimization(args.rules or settings.optimize.rules)
+    panel = load_panel(settings, args.pnl, args.fills, args.influx)
+    try:
+        result = replay(config, panel, warmup=args.warmup, placebo=args.placebo, seed=args.seed)
+    except ValueError as exc:
+        raise UserError(f"optimize replay: {exc}") from None
+    if args.decisions:
+        write_decisions(args.decisions, panel, result)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        render(result, Console(width=None if sys.stdout.isatty() else 160))
     return 0
 
 
@@ -362,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", parents=[common], help="validate fills files and write them to InfluxDB")
-    ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV files; - reads stdin")
-    ingest.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV files or FIX logs; - reads stdin")
+    ingest.add_argument("--format", choices=["jsonl", "csv", "fix"], help="default: from the extension/content")
+    ingest.add_argument("--map", type=Path, metavar="PROFILE.yaml", help="column map for other CSV/JSON layouts")
     ingest.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
     ingest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     ingest.set_defaults(func=cmd_ingest)
@@ -373,7 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["json", "csv", "table"], default="table", help="output format")
     report.add_argument("--level", choices=["portfolio", "account", "strategy", "book"], help="only this level")
     report.add_argument("--marks", nargs="+", metavar="PATH", help="marks files ({ts, symbol, price} records)")
-    report.add_argument("--input-format", dest="format_in", choices=["jsonl", "csv"], help="default: from extension")
+    report.add_argument(
+        "--input-format", dest="format_in", choices=["jsonl", "csv", "fix"], help="default: from extension/content"
+    )
+    report.add_argument("--map", type=Path, metavar="PROFILE.yaml", help="column map for other CSV/JSON layouts")
     report.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
     report.add_argument("--html", type=Path, metavar="OUT", help="write a self-contained HTML page with plots")
     report.set_defaults(func=cmd_report)
@@ -419,8 +473,22 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--rules", type=Path, help="alert rules file (default: alerts.rules of the config)")
     alerts.set_defaults(func=cmd_alerts)
 
-    optimize = sub.add_parser("optimize", parents=[common], help="evaluate optimization rules, apply low-risk ones")
+    optimize = sub.add_parser(
+        "optimize",
+        parents=[common],
+        help="evaluate optimization rules, apply low-risk ones; `optimize replay`: walk-forward on your history",
+    )
+    optimize.add_argument("action", nargs="?", choices=["replay"], help="replay: walk-forward counterfactual")
     optimize.add_argument("--dry-run", action="store_true", help="decide and audit, but change nothing")
+    optimize.add_argument("--pnl", type=Path, help="replay: CSV with date,strategy,pnl[,account,trades,wins,capital]")
+    optimize.add_argument("--fills", nargs="+", help="replay: fills files (daily PnL per book from the engine)")
+    optimize.add_argument("--influx", action="store_true", help="replay: the perf_1d history in InfluxDB")
+    optimize.add_argument("--rules", type=Path, help="replay: optimization rules (default optimize.rules)")
+    optimize.add_argument("--warmup", type=int, default=120, help="replay: days before the first decision")
+    optimize.add_argument("--placebo", type=int, default=200, help="replay: placebo copies (0 = none)")
+    optimize.add_argument("--seed", type=int, default=0, help="replay: bootstrap and placebo random seed")
+    optimize.add_argument("--decisions", type=Path, help="replay: write date,strategy,account,multiplier here")
+    optimize.add_argument("--json", action="store_true", help="replay: print the result as JSON")
     optimize.set_defaults(func=cmd_optimize)
 
     changes = sub.add_parser("changes", parents=[common], help="audited parameter changes: list, show, roll back")

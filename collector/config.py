@@ -67,12 +67,21 @@ class IngestConfig(_Section):
     dead_letter: Path = Path(".stratmon/dead-letter.jsonl")
     max_future_skew: float = Field(5.0, ge=0, description="seconds a fill may lie in the future")
     dedupe_window: int = Field(5_000_000, ge=1000, description="fill ids remembered for duplicate checks")
+    bust_window: int = Field(
+        1000, ge=1, le=1_000_000, description="fills kept per book so a bust/correction can re-derive it"
+    )
 
 
 class CapitalConfig(_Section):
     default: float = Field(1_000_000.0, gt=0, description="capital base of an account not listed below")
     accounts: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict, description="capital base per account (returns = equity change / base)"
+    )
+
+
+class MetricsConfig(_Section):
+    day_basis: Literal["trading", "calendar"] = Field(
+        "trading", description="Sharpe/Sortino periods: trading = Mon–Fri days, √252; calendar = every day, √365"
     )
 
 
@@ -120,13 +129,34 @@ class SimulatorSourceConfig(_Section):
     )
     max_rate: float = Field(5000.0, gt=0, description="fills per wall second at most; the clock slows to keep it")
     activity: float = Field(1.0, gt=0, description="scales every strategy's trade frequency")
+    calibration: Literal["realistic", "null"] = Field(
+        "realistic", description="realistic: healthy Sharpe 0.5–2.5; null: no strategy has an edge (same fills)"
+    )
     tick: float = Field(0.05, gt=0, le=5, description="wall seconds per simulation step")
     parameters_file: Path | None = Field(
         None, description="the optimizer's parameter store: sizes, allocation and on/off are read from it"
     )
 
 
-SourceConfig = Annotated[FileSourceConfig | HttpSourceConfig | SimulatorSourceConfig, Field(discriminator="type")]
+class FixSourceConfig(_Section):
+    type: Literal["fix"]
+    name: str = Field("fix", pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = Field("127.0.0.1", description="the drop-copy acceptor")
+    port: int = Field(ge=1, le=65535)
+    sender_comp_id: str = Field(min_length=1, description="SenderCompID(49): us")
+    target_comp_id: str = Field(min_length=1, description="TargetCompID(56): the broker")
+    begin_string: Literal["FIX.4.2", "FIX.4.4", "FIXT.1.1"] = Field("FIX.4.4", description="FIXT.1.1 = FIX 5.0SP2")
+    heartbeat_interval: float = Field(30.0, ge=1, le=300, description="HeartBtInt(108), seconds")
+    username: str | None = Field(None, description="Username(553) in the Logon, if the acceptor wants one")
+    password_env: str | None = Field(None, description="environment variable holding Password(554)")
+    strategy: str = Field("fix", description="strategy of fills without a strategy tag")
+    strategy_tag: int | None = Field(None, ge=1, description="a tag carrying the strategy (e.g. a custom 5000+ tag)")
+    defaults: dict[str, str] = Field(default_factory=dict, description="fields FIX lacks, e.g. {account: ACC1}")
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | HttpSourceConfig | SimulatorSourceConfig | FixSourceConfig, Field(discriminator="type")
+]
 
 
 class RunConfig(_Section):
@@ -182,6 +212,7 @@ class Settings(BaseSettings):
     spool: SpoolConfig = SpoolConfig()
     ingest: IngestConfig = IngestConfig()
     capital: CapitalConfig = CapitalConfig()
+    metrics: MetricsConfig = MetricsConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     run: RunConfig = RunConfig()
     jobs: JobsConfig = JobsConfig()

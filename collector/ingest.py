@@ -5,23 +5,30 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
 
 from collector.config import Settings
+from collector.engine.engine import Engine
+from collector.engine.revise import RevisionError
 from collector.errors import RunFailed
 from collector.intake import Intake
 from collector.model import Fill, FillValidator
+from collector.revisions import apply_revision
+from collector.sources.colmap import ColumnMap
 from collector.sources.deadletter import DeadLetter
-from collector.sources.records import Format, RawRecord, detect_format, iter_file
-from collector.store.connect import open_writer
+from collector.sources.inputs import InputFormat, detect_input_format, read_input
+from collector.sources.records import RawRecord
+from collector.store.connect import open_reader, open_writer
 from collector.store.errors import SpoolFullError, WriteError
+from collector.store.fillkeys import FillKeys, StoredKeys
 from collector.store.lineproto import UniqueTimestamps, fill_line
 from collector.store.writer import Writer
 
 PROGRESS_MIN_LINES = 10_000
+KEY_BATCH = 5000  # fills per read of the stored keys they may clash with
 
 
 @dataclass
@@ -32,15 +39,24 @@ class IngestSummary:
     written: int
     spooled_batches: int = 0
     failed: int = 0
+    skipped: int = 0
+    all_rejected: list[str] = field(default_factory=list)  # inputs whose every record was rejected
 
-    def contract(self) -> dict[str, int]:
-        """The fixed `--json` shape."""
-        return {
+    def contract(self) -> dict[str, int | str]:
+        """The fixed `--json` shape; plus `error` when an input had every record rejected."""
+        shape: dict[str, int | str] = {
             "accepted": self.accepted,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
             "written": self.written,
         }
+        if self.all_rejected:
+            shape["error"] = all_rejected_message(self.all_rejected)
+        return shape
+
+
+def all_rejected_message(paths: list[str]) -> str:
+    return f"every record of {', '.join(paths)} was rejected (reasons in the dead-letter file)"
 
 
 def _count_lines(path: str) -> int:
@@ -66,14 +82,16 @@ def ingest_files(
     fmt: str | None = None,
     dead_letter: Path | None = None,
     show_progress: bool = False,
+    profile: ColumnMap | None = None,
 ) -> IngestSummary:
     letters = DeadLetter(dead_letter or settings.ingest.dead_letter)
     intake = Intake(FillValidator(settings.ingest.max_future_skew), letters, settings.ingest.dedupe_window)
-    formats = [detect_format(path, fmt) for path in paths]  # fail on a bad name before writing anything
+    formats = [detect_input_format(path, fmt) for path in paths]  # fail on a bad name before writing anything
+    inputs = Inputs(paths, formats, profile)
     writer = open_writer(settings)
     try:
         try:
-            _ingest(writer, intake, paths, formats, show_progress)
+            _ingest(settings, writer, intake, inputs, show_progress)
         finally:
             writer.close()  # flushes and drains the spool even when reading failed half-way
     except (SpoolFullError, WriteError) as exc:
@@ -88,24 +106,58 @@ def ingest_files(
         written=stats.written + stats.replayed,
         spooled_batches=writer.spooled_batches(),
         failed=stats.failed,
+        skipped=intake.stats.skipped,
+        all_rejected=intake.stats.all_rejected,
     )
 
 
-def _ingest(writer: Writer, intake: Intake, paths: list[str], formats: list[Format], show_progress: bool) -> None:
-    stamps = UniqueTimestamps()
-    for fill in accepted_fills(intake, paths, formats, show_progress):
-        series = f"{fill.account}|{fill.strategy}|{fill.symbol}|{fill.side}"
-        writer.write(fill_line(fill, stamps.assign(series, fill.ts, fill.fill_id)))
+def _ingest(settings: Settings, writer: Writer, intake: Intake, inputs: Inputs, show_progress: bool) -> None:
+    """Fills in batches: realized PnL from the run's own FIFO books, keys checked against InfluxDB."""
+    engine = Engine(settings.capital.accounts, settings.capital.default, bust_window=settings.ingest.bust_window)
+    reader = open_reader(settings)
+    keys = FillKeys(UniqueTimestamps(), StoredKeys(reader))
+    batch: list[tuple[Fill, float]] = []
+
+    def write_batch() -> None:
+        stamps = keys.assign([f for f, _ in batch])
+        for (fill, realized), ts in zip(batch, stamps, strict=True):
+            writer.write(fill_line(fill, ts, realized))
+        batch.clear()
+
+    try:
+        for fill in accepted_fills(intake, inputs, show_progress):
+            if fill.action != "fill":  # a bust/correction: what came before it is written first
+                write_batch()
+                try:
+                    apply_revision(engine, fill, writer, keys, reader)
+                except RevisionError as exc:
+                    intake.reject_event(fill, str(exc))
+                continue
+            batch.append((fill, engine.on_fill(fill).realized_pnl))
+            if len(batch) >= KEY_BATCH:
+                write_batch()
+        write_batch()
+    finally:
+        reader.close()
 
 
-def accepted_fills(
-    intake: Intake, paths: list[str], formats: list[Format], show_progress: bool = False
-) -> Iterator[Fill]:
-    """Valid, new fills of all files in order; rejects go to the intake's dead letters."""
-    for path, file_format in zip(paths, formats, strict=True):
-        records: Iterable[RawRecord] = iter_file(path, file_format, sys.stdin.buffer)
+@dataclass
+class Inputs:
+    """What to read: paths, their formats, the column map."""
+
+    paths: list[str]
+    formats: list[InputFormat]
+    profile: ColumnMap | None = None
+
+
+def accepted_fills(intake: Intake, inputs: Inputs, show_progress: bool = False) -> Iterator[Fill]:
+    """Valid, new fills of all inputs in order; rejects go to the intake's dead letters."""
+    stats = intake.stats
+    for path, file_format in zip(inputs.paths, inputs.formats, strict=True):
+        records: Iterable[RawRecord] = read_input(path, file_format, sys.stdin.buffer, inputs.profile)
         if show_progress and path != "-" and (total := _count_lines(path)) > PROGRESS_MIN_LINES:
             records = _with_progress(records, total, Path(path).name)
+        before = (stats.accepted + stats.duplicates, stats.rejected)
         now_ns = time.time_ns()
         for i, record in enumerate(records):
             if i % 1024 == 0:
@@ -113,3 +165,5 @@ def accepted_fills(
             fill = intake.accept(record, now_ns)
             if fill is not None:
                 yield fill
+        if stats.rejected > before[1] and stats.accepted + stats.duplicates == before[0]:
+            stats.all_rejected.append("stdin" if path == "-" else path)

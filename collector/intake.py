@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from collector.model import Fill, FillValidator, RejectedRecord
+from collector.model import Fill, FillValidator, RejectedRecord, event_json
 from collector.sources.deadletter import DeadLetter
 from collector.sources.records import RawRecord
 
@@ -41,6 +41,8 @@ class IntakeStats:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
+    skipped: int = 0  # records that are not fills (subtotal rows, non-trade FIX messages)
+    all_rejected: list[str] = field(default_factory=list)  # inputs that had records, every one rejected
 
 
 class Intake:
@@ -51,7 +53,10 @@ class Intake:
         self.stats = IntakeStats()
 
     def accept(self, record: RawRecord, now_ns: int | None = None) -> Fill | None:
-        """The fill to process, or None (rejected → dead letter, or a duplicate)."""
+        """The fill to process, or None (rejected → dead letter, a duplicate, or skipped: not a fill)."""
+        if record.skipped is not None:
+            self.stats.skipped += 1
+            return None
         if record.error is not None:
             self._reject(record, record.error)
             return None
@@ -65,6 +70,11 @@ class Intake:
             return None
         self.stats.accepted += 1
         return fill
+
+    def reject_event(self, fill: Fill, reason: str) -> None:
+        """A valid record the engine could not apply (a bust of an unknown fill): a dead letter too."""
+        self.stats.accepted -= 1
+        self._reject(RawRecord(f"{fill.account}/{fill.fill_id}", event_json(fill)), reason)
 
     def _reject(self, record: RawRecord, reason: str) -> None:
         self.stats.rejected += 1

@@ -7,6 +7,7 @@ specific reason a desk engineer can act on, and the hot path stays cheap (ingest
 from __future__ import annotations
 
 import calendar
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -19,7 +20,8 @@ NS = 1_000_000_000
 MIN_EPOCH_NS = 100_000_000_000_000_000
 
 REQUIRED_FIELDS = ("ts", "account", "strategy", "symbol", "side", "qty", "price", "fill_id")
-OPTIONAL_FIELDS = ("fee", "order_id", "venue", "arrival_price", "order_ts", "multiplier")
+OPTIONAL_FIELDS = ("fee", "order_id", "venue", "arrival_price", "order_ts", "multiplier", "action", "ref_fill_id")
+ACTIONS = ("fill", "cancel", "correct")  # cancel = a bust of ref_fill_id; correct = replace it with this record
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
 MARK_FIELDS = frozenset(("ts", "symbol", "price"))
 RESERVED_NAME = "_all"  # the account/strategy tag of aggregate series
@@ -58,6 +60,8 @@ class Fill:
     arrival_price: float | None = None
     order_ts: int | None = None
     multiplier: float = 1.0
+    action: str = "fill"
+    ref_fill_id: str | None = None  # the fill a cancel/correct applies to
 
     @property
     def signed_qty(self) -> float:
@@ -322,6 +326,8 @@ class FillValidator:
         multiplier = 1.0
         arrival_price = order_id = venue = order_ts = None
         if len(obj) > 8:  # optional fields present: the careful path handles rare shapes
+            if get("action") is not None:
+                return None
             raw = get("fee")
             if raw is not None:
                 fee = _fast_number(raw)  # type: ignore[assignment]
@@ -374,6 +380,17 @@ class FillValidator:
         """The careful path: accepts what the contract allows, else names the first problem."""
         if not isinstance(obj, Mapping):
             raise RejectedRecord(f"expected a JSON object, got {_type_name(obj)}")
+        action = obj.get("action")
+        if action is not None and action != "fill":
+            if action not in ACTIONS:
+                raise RejectedRecord(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+            ref_fill_id = _text(obj, "ref_fill_id", 128, True)
+            assert ref_fill_id is not None
+            if action == "cancel":
+                return self._cancel(obj, ref_fill_id, now_ns)
+            fill = self._explain({k: v for k, v in obj.items() if k not in ("action", "ref_fill_id")}, now_ns)
+            fill.action, fill.ref_fill_id = "correct", ref_fill_id
+            return fill
         ts = parse_timestamp(obj["ts"], "ts") if obj.get("ts") is not None else None
         if ts is None:
             raise RejectedRecord("missing field 'ts'")
@@ -426,6 +443,23 @@ class FillValidator:
             order_ts=order_ts,
             multiplier=multiplier,
         )
+
+    def _cancel(self, obj: Mapping[str, Any], ref_fill_id: str, now_ns: int) -> Fill:
+        """A bust: which account's fill it cancels and when; the rest comes from the original fill."""
+        if obj.get("ts") is None:
+            raise RejectedRecord("missing field 'ts'")
+        ts = parse_timestamp(obj["ts"], "ts")
+        if ts > now_ns + self.max_future_skew_ns:
+            raise RejectedRecord(f"ts is {(ts - now_ns) / NS:.3f} s in the future")
+        account = _name(obj, "account", 64)
+        fill_id = _text(obj, "fill_id", 128, False) or f"cancel:{ref_fill_id}"
+        return Fill(ts, account, "", "", "buy", 0.0, 0.0, fill_id, action="cancel", ref_fill_id=ref_fill_id)
+
+
+def event_json(fill: Fill) -> bytes:
+    """The record of a validated event (for a dead letter when it cannot be applied)."""
+    fields = {name: getattr(fill, name) for name in Fill.__dataclass_fields__}
+    return json.dumps({k: v for k, v in fields.items() if v is not None and v != ""}).encode()
 
 
 def validate_mark(obj: Any, latest_ns: int | None = None) -> Mark:

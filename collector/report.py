@@ -7,7 +7,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,14 @@ from rich.table import Table
 
 from collector.config import Settings
 from collector.engine.engine import Engine, FillResult
+from collector.engine.revise import BookLog, RevisionError, revise
 from collector.engine.series import LEVELS, METRIC_FIELDS
-from collector.ingest import accepted_fills
+from collector.ingest import Inputs, accepted_fills
 from collector.intake import Intake
 from collector.model import Fill, FillValidator, Mark, RejectedRecord, validate_mark
+from collector.sources.colmap import ColumnMap
 from collector.sources.deadletter import DeadLetter
+from collector.sources.inputs import detect_input_format
 from collector.sources.records import detect_format, iter_file
 
 TABLE_COLUMNS = (
@@ -47,13 +50,14 @@ class Report:
     duplicates: int
     marks: int
     dead_letter: DeadLetter
+    all_rejected: list[str] = field(default_factory=list)  # inputs whose every record was rejected
 
     def levels(self, level: str | None = None) -> dict[str, list[dict[str, Any]]]:
         return self.engine.rows(level)
 
 
 def new_engine(settings: Settings) -> Engine:
-    return Engine(settings.capital.accounts, settings.capital.default)
+    return Engine(settings.capital.accounts, settings.capital.default, settings.metrics.day_basis)
 
 
 def _read_marks(paths: list[str], fmt: str | None, letters: DeadLetter) -> list[Mark]:
@@ -73,6 +77,28 @@ def _read_marks(paths: list[str], fmt: str | None, letters: DeadLetter) -> list[
 Observer = Callable[[Engine, Fill | Mark, FillResult | None], None]
 
 
+def read_events(
+    settings: Settings,
+    paths: list[str],
+    fmt: str | None = None,
+    marks_paths: list[str] | None = None,
+    dead_letter: Path | None = None,
+    profile: ColumnMap | None = None,
+) -> tuple[list[Fill | Mark], Intake, int, DeadLetter]:
+    """Fills validated like ingest (rejects dead-lettered, duplicates dropped) and marks, in time order."""
+    letters = DeadLetter(dead_letter or settings.ingest.dead_letter)
+    intake = Intake(FillValidator(settings.ingest.max_future_skew), letters, settings.ingest.dedupe_window)
+    inputs = Inputs(paths, [detect_input_format(path, fmt) for path in paths], profile)
+    try:
+        events: list[Fill | Mark] = list(accepted_fills(intake, inputs))
+        marks = _read_marks(marks_paths or [], fmt, letters)
+        events.extend(marks)
+    finally:
+        letters.close()
+    events.sort(key=lambda event: event.ts)  # stable: equal times keep file order
+    return events, intake, len(marks), letters
+
+
 def build_report(
     settings: Settings,
     paths: list[str],
@@ -80,28 +106,29 @@ def build_report(
     marks_paths: list[str] | None = None,
     dead_letter: Path | None = None,
     observers: Sequence[Observer] = (),
+    profile: ColumnMap | None = None,
 ) -> Report:
     """Validate like ingest, then replay fills and marks in time order through the engine."""
-    letters = DeadLetter(dead_letter or settings.ingest.dead_letter)
-    intake = Intake(FillValidator(settings.ingest.max_future_skew), letters, settings.ingest.dedupe_window)
-    formats = [detect_format(path, fmt) for path in paths]
-    try:
-        events: list[Fill | Mark] = list(accepted_fills(intake, paths, formats))
-        marks = _read_marks(marks_paths or [], fmt, letters)
-        events.extend(marks)
-    finally:
-        letters.close()
-    events.sort(key=lambda event: event.ts)  # stable: equal times keep file order
+    events, intake, marks, letters = read_events(settings, paths, fmt, marks_paths, dead_letter, profile)
     engine = new_engine(settings)
+    engine.log = BookLog(settings.ingest.bust_window)
     for event in events:
         result: FillResult | None = None
+        if isinstance(event, Fill) and event.action != "fill":
+            try:
+                revise(engine, event)
+            except RevisionError as exc:
+                intake.reject_event(event, str(exc))
+            continue
         if isinstance(event, Fill):
             result = engine.on_fill(event)
         else:
             engine.on_mark(event)
         for observe in observers:
             observe(engine, event, result)
-    return Report(engine, intake.stats.accepted, intake.stats.rejected, intake.stats.duplicates, len(marks), letters)
+    letters.close()
+    stats = intake.stats
+    return Report(engine, stats.accepted, stats.rejected, stats.duplicates, marks, letters, stats.all_rejected)
 
 
 def _cell(value: Any) -> str:

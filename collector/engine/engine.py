@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from collector.engine.daily import DAY_NS
+from collector.engine.daily import DayBasis, period_day
 from collector.engine.positions import Position, RoundTrip
+from collector.engine.revise import BookLog
 from collector.engine.series import ALL, LEVELS, Holding, Series
 from collector.model import Fill, Mark
 
@@ -33,9 +34,18 @@ class _Book:
 
 
 class Engine:
-    def __init__(self, capital_by_account: dict[str, float] | None = None, default_capital: float = 1e6) -> None:
+    def __init__(
+        self,
+        capital_by_account: dict[str, float] | None = None,
+        default_capital: float = 1e6,
+        day_basis: DayBasis = "trading",
+        bust_window: int = 0,
+    ) -> None:
         self.capital_by_account = dict(capital_by_account or {})
         self.default_capital = default_capital
+        self.day_basis: DayBasis = day_basis  # which days are Sharpe/Sortino periods (engine/daily.py)
+        # the last fills of each book, for busts and corrections (engine/revise.py); 0 = none kept
+        self.log: BookLog | None = BookLog(bust_window) if bust_window > 0 else None
         self.series: dict[tuple[str, str, str], Series] = {}
         self.books: dict[tuple[str, str], _Book] = {}
         self.marks: dict[str, float] = {}
@@ -50,14 +60,17 @@ class Engine:
     def on_fill(self, fill: Fill) -> FillResult:
         if fill.ts > self.clock_ns:
             self.clock_ns = fill.ts
+        if self.log is not None:
+            self.log.add(fill, self)
         book = self._book(fill.account, fill.strategy)
         symbol = fill.symbol
         position = book.positions.get(symbol)
         if position is None:
             position = book.positions[symbol] = Position()
-        old_q, old_c = position.q, position.c
+        old_q, old_c, was_open = position.q, position.c, bool(position.lots)
         realized, trip = position.apply(fill)
         dq, dc = position.q - old_q, position.c - old_c
+        opened = bool(position.lots) - was_open  # +1 the book opened, -1 it went flat, else 0
         notional = fill.qty * fill.price * fill.multiplier
         slippage = fill.slippage_bps
         fee = fill.fee
@@ -76,14 +89,19 @@ class Engine:
             holding = series.holdings.get(symbol)
             if holding is None:
                 holding = series.holdings[symbol] = Holding()
+            cost_change = dc
             if series is book.chain[0]:
                 holding.q, holding.c = position.q, position.c  # exact, so a flat book is exactly flat
             else:
                 holding.q += dq
                 holding.c += dc
-                if -_ZERO_Q < holding.q < _ZERO_Q:
+                holding.books += opened
+                if holding.books == 0:  # all its books flat: exactly flat, the float residue dropped
+                    cost_change -= holding.c
+                    holding.q = holding.c = 0.0
+                elif -_ZERO_Q < holding.q < _ZERO_Q:
                     holding.q = 0.0
-            series.unrealized -= dc
+            series.unrealized -= cost_change
             if holding.q:
                 holders[series] = holding
             else:
@@ -93,7 +111,7 @@ class Engine:
         mark = self.marks[symbol] if symbol in self.streamed_marks else fill.price
         self._set_mark(symbol, mark, fill.ts, book.chain, flat)
         for series, holding in flat:
-            if series is book.chain[0] or holding.c == 0.0:
+            if series is book.chain[0] or holding.books == 0:
                 del series.holdings[symbol]
                 if not series.holdings:
                     series.unrealized = 0.0  # no float residue once all flat
@@ -114,7 +132,7 @@ class Engine:
         return sum(self.capital_by_account.get(a, self.default_capital) for a in series.accounts)
 
     def row(self, series: Series) -> dict[str, Any]:
-        return series.row(self.capital_base(series), self.clock_ns)
+        return series.row(self.capital_base(series), self.clock_ns, self.day_basis)
 
     def rows(self, level: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Rows by level (the `stratmon report` JSON shape), sorted by account then strategy."""
@@ -171,7 +189,8 @@ class Engine:
             self.marks[symbol] = mark
             self.dirty_symbols.add(symbol)
             pairs = holders.items()
-        day = ts // DAY_NS
+        basis = self.day_basis
+        day = period_day(ts, basis)
         for series, holding in chain(pairs, flat):
             old = holding.v
             value = holding.q * mark
@@ -186,6 +205,6 @@ class Engine:
                 series.max_dd = series.peak - equity
             daily = series.daily
             if day > daily.day:
-                daily.observe(ts, equity)
+                daily.observe(day, equity, basis)
             else:
                 daily.last = equity

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from collector.engine import metrics
-from collector.engine.daily import DAY_NS, DailyChanges
+from collector.engine.daily import PERIODS_PER_YEAR, DailyChanges, DayBasis, period_day
 
 LEVELS = ("portfolio", "account", "strategy", "book")
 ALL = "_all"
@@ -42,15 +42,17 @@ METRIC_FIELDS = (
 class Holding:
     """A series' open position in one symbol: q = signed qty·multiplier, c = signed cost, v = q × mark.
 
-    An aggregate's holding nets its books' positions in the symbol, so its exposure is per-symbol net.
+    An aggregate's holding nets its books' positions in the symbol, so its exposure is per-symbol net;
+    `books` counts its books with open lots, so once all are flat it is exactly flat (no float residue).
     """
 
-    __slots__ = ("c", "q", "v")
+    __slots__ = ("books", "c", "q", "v")
 
     def __init__(self) -> None:
         self.q = 0.0
         self.c = 0.0
         self.v = 0.0
+        self.books = 0
 
 
 class Series:
@@ -112,10 +114,11 @@ class Series:
         else:
             self.loss_streak = 0
 
-    def row(self, capital_base: float, clock_ns: int) -> dict[str, Any]:
-        """All metrics of DESIGN §4 `perf`, undefined ones as None."""
+    def row(self, capital_base: float, clock_ns: int, basis: DayBasis = "trading") -> dict[str, Any]:
+        """All metrics of DESIGN §4 `perf`, undefined ones as None; Sharpe/Sortino on the `basis` days."""
         equity = self.equity
-        moments = self.daily.as_of(clock_ns // DAY_NS)
+        moments = self.daily.as_of(period_day(clock_ns, basis), basis)
+        year = PERIODS_PER_YEAR[basis]
         base = capital_base if capital_base > 0 else math.nan  # returns = daily change / capital base
         avg_win = metrics.average_win(self.gross_wins, self.wins)
         avg_loss = metrics.average_loss(self.gross_losses, self.losses)
@@ -143,8 +146,8 @@ class Series:
             "avg_loss": avg_loss,
             "payoff_ratio": metrics.payoff_ratio(avg_win, avg_loss),
             "loss_streak": self.loss_streak,
-            "sharpe": metrics.sharpe_ratio(moments.mean / base, moments.std / base, moments.n),
-            "sortino": metrics.sortino_ratio(moments.mean / base, moments.downside / base, moments.n),
+            "sharpe": metrics.sharpe_ratio(moments.mean / base, moments.std / base, moments.n, year),
+            "sortino": metrics.sortino_ratio(moments.mean / base, moments.downside / base, moments.n, year),
             "slippage_bps_avg": metrics.weighted_mean(self.slip_weighted, self.slip_notional),
             "fills": self.fills,
             "volume": self.volume,

@@ -24,10 +24,12 @@ from collector.alerts.notify.dispatcher import Dispatcher, build_notifiers
 from collector.alerts.rules import load_rules
 from collector.config import Settings
 from collector.engine.engine import Engine
+from collector.engine.revise import BookLog, RevisionError
 from collector.engine.series import Series
 from collector.errors import RunFailed, UserError
-from collector.model import Fill, FillValidator
+from collector.model import Fill, FillValidator, event_json
 from collector.quarantine import ensure_directory, quarantine
+from collector.revisions import apply_revision
 from collector.run import checkpoint
 from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
 from collector.run.health import LatencyWindow
@@ -36,10 +38,13 @@ from collector.run.seen import SeenIds
 from collector.run.state_data import alerts_data, alerts_from
 from collector.sources.base import Batch, Checker, Outlet, Source
 from collector.sources.deadletter import DeadLetter
+from collector.sources.records import RawRecord
 from collector.sources.registry import build_sources
-from collector.store.connect import open_writer
+from collector.store.connect import open_reader, open_writer
 from collector.store.errors import SpoolFullError, WriteError
+from collector.store.fillkeys import FillKeys, StoredKeys
 from collector.store.lineproto import UniqueTimestamps, fill_line, point
+from collector.store.reader import Reader
 from collector.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -96,6 +101,9 @@ class Collector:
         self.on_flush: list[Callable[[Collector], None]] = []  # e.g. the live view; runs in the engine thread
         self.heartbeat = Heartbeat(run.heartbeat)
         self.writer: Writer | None = None
+        self.fill_keys: FillKeys | None = None
+        self._unwritten: list[tuple[Fill, float]] = []  # booked fills (and realized PnL) whose points await a flush
+        self.reader: Reader | None = None
         self.started_at = time.monotonic()
         self.error: BaseException | None = None
         self._pending: list[tuple[int, int]] = []  # (received_ns, fills) since the last durable flush
@@ -114,6 +122,7 @@ class Collector:
     # ---- lifecycle ----------------------------------------------------------------------------
     def _restore(self) -> Checkpoint:
         capital, stamps = self.settings.capital, self.settings.run.timestamp_memory
+        window = self.settings.ingest.bust_window
         try:  # capital may have been edited since the checkpoint: the current one applies
             saved = checkpoint.load(self.snapshot_path, capital.accounts, capital.default, stamps)
         except DamagedCheckpoint as exc:
@@ -126,7 +135,10 @@ class Collector:
             )
             saved = None
         if saved is None:
-            return Checkpoint(engine=Engine(capital.accounts, capital.default), stamps=UniqueTimestamps(stamps))
+            engine = Engine(capital.accounts, capital.default, self.settings.metrics.day_basis, window)
+            return Checkpoint(engine=engine, stamps=UniqueTimestamps(stamps))
+        saved.engine.day_basis = self.settings.metrics.day_basis  # like capital: the current config applies
+        saved.engine.log = BookLog(window)  # not checkpointed: fills from before the restart cannot be busted
         log.info("continuing from checkpoint %s (%d fills so far)", self.snapshot_path, saved.counters.fills_in)
         return saved
 
@@ -190,6 +202,8 @@ class Collector:
 
     def _run(self, duration: float | None, started: Callable[[], None] | None) -> None:
         self.writer = open_writer(self.settings, block_when_full=True)
+        self.reader = reader = open_reader(self.settings)
+        self.fill_keys = FillKeys(self.state.stamps, StoredKeys(reader))
         from collector.jobs.scheduler import start_scheduler
 
         scheduler = start_scheduler(self.settings, self.writer) if self.settings.jobs.enabled else None
@@ -214,6 +228,7 @@ class Collector:
                 if scheduler is not None:
                     scheduler.shutdown(wait=True)
                 self.writer.close()
+                reader.close()
                 self.dead_letter.close()
                 self.seen.close()
                 if self.dispatcher is not None:
@@ -255,19 +270,22 @@ class Collector:
         self._checkpoint()
 
     def _process(self, batch: Batch) -> None:
-        engine, writer, seen, stamps, alerts = self.engine, self.writer, self.seen, self.state.stamps, self.alerts
-        assert writer is not None
+        engine, writer, seen, alerts = self.engine, self.writer, self.seen, self.alerts
+        assert writer is not None and self.fill_keys is not None
         counters = self.counters
         fills = 0
+        booked = self._unwritten
         for event in batch.events:
             if type(event) is Fill:
                 if not seen.add(event.account, event.fill_id):
                     counters.fills_duplicate += 1
                     continue
+                if event.action != "fill":  # a bust/correction: the fills before it are written first
+                    self._write_fills(booked)
+                    self._revise(event, batch.source)
+                    continue
                 result = engine.on_fill(event)
-                series = f"{event.account}|{event.strategy}|{event.symbol}|{event.side}"
-                ts = stamps.assign(series, event.ts, event.fill_id)
-                writer.write(fill_line(event, ts, result.realized_pnl))
+                booked.append((event, result.realized_pnl))
                 fills += 1
                 if alerts is not None and (events := alerts.on_fill(event, result)):
                     self._emit(events, batch.received_ns)
@@ -280,10 +298,28 @@ class Collector:
         self.latency.lag((time.perf_counter_ns() - batch.received_ns) / 1e6)
         self._pending.append((batch.received_ns, fills))
 
+    def _write_fills(self, booked: list[tuple[Fill, float]]) -> None:
+        """`fills` points with keys checked against InfluxDB (one read per call: per flush, not per batch)."""
+        assert self.writer is not None and self.fill_keys is not None
+        keys = self.fill_keys.assign([f for f, _ in booked])
+        for (fill, realized), ts in zip(booked, keys, strict=True):
+            self.writer.write(fill_line(fill, ts, realized))
+        booked.clear()
+
+    def _revise(self, event: Fill, source: str) -> None:
+        assert self.writer is not None and self.fill_keys is not None and self.reader is not None
+        try:
+            apply_revision(self.engine, event, self.writer, self.fill_keys, self.reader)
+        except RevisionError as exc:
+            self.checker.reject(RawRecord(f"{source}: {event.account}/{event.fill_id}", event_json(event)), str(exc))
+            return
+        log.info("%s of %s/%s applied: book re-derived", event.action, event.account, event.ref_fill_id)
+
     def _flush(self) -> None:
-        """Perf points of changed series, then wait until everything written so far is durable."""
+        """Fill and perf points of what changed, then wait until everything written so far is durable."""
         writer = self.writer
         assert writer is not None
+        self._write_fills(self._unwritten)
         changed: set[Series] = self.engine.take_changed()
         ts = self.engine.clock_ns
         written = self.heartbeat.due(changed, self.engine.series.values(), ts)
@@ -367,6 +403,7 @@ class Collector:
     def _checkpoint(self) -> None:
         assert self.writer is not None
         started = time.perf_counter()
+        self._write_fills(self._unwritten)
         self.writer.flush()  # everything the checkpoint covers must be durable first
         self.state.seen_position = self.seen.durable_position()
         if self.alerts is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -11,8 +11,10 @@ from typing import Any, Literal
 import orjson
 
 from collector.errors import UserError
+from collector.model import REQUIRED_FIELDS
 
 Format = Literal["jsonl", "csv"]
+BOM = b"\xef\xbb\xbf"
 _EXTENSIONS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 
 
@@ -27,6 +29,7 @@ class RawRecord:
     raw: bytes
     data: Any = None
     error: str | None = None
+    skipped: str | None = None  # not a fill (a subtotal row, a non-trade FIX message): counted, not dead-lettered
 
     @property
     def raw_text(self) -> str:
@@ -63,23 +66,55 @@ def decode_json_line(line: bytes, source: str) -> RawRecord:
 
 
 def iter_jsonl(lines: Iterable[bytes], name: str, first_line: int = 1) -> Iterator[RawRecord]:
-    """One JSON object per line; blank lines are skipped, not rejected."""
+    """One JSON object per line; blank lines are skipped, not rejected; a leading UTF-8 BOM is dropped."""
     for lineno, line in enumerate(lines, first_line):
         line = line.strip()
+        if lineno == first_line and line.startswith(BOM):
+            line = line[len(BOM) :].strip()
         if line:
             yield decode_json_line(line, f"{name}:{lineno}")
 
 
-class CsvDecoder:
-    """Rows of a CSV file with a header line; the header is learned from the first non-blank line."""
+HeaderCheck = Callable[[list[str], str], None]
 
-    def __init__(self, name: str) -> None:
+
+def check_contract_header(header: list[str], source: str) -> None:
+    """A CSV without a column map must name the contract's required fields in its header."""
+    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    if missing:
+        raise UserError(
+            f"{source}: the header lacks required column(s) {missing}; expected the fill contract's "
+            f"{list(REQUIRED_FIELDS)}, found {header}; for another layout pass --map PROFILE.yaml (examples/maps/)"
+        )
+
+
+class CsvDecoder:
+    """Rows of a CSV file with a header line; the header is learned from the first non-blank line.
+
+    A UTF-8 byte order mark before the header is dropped. `check_header` runs once on the header
+    and raises `UserError` when columns are missing. With `section` (multi-section statements such
+    as IBKR's), only lines whose first cell is the section count, and each one whose second cell
+    is `Header` (re)defines the header.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        check_header: HeaderCheck | None = None,
+        delimiter: str = ",",
+        section: str | None = None,
+    ) -> None:
         self.name = name
         self.header: list[str] | None = None
+        self.check_header = check_header
+        self.delimiter = delimiter
+        self.section = section
 
     def decode(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[RawRecord]:
         for lineno, line in enumerate(lines, first_line):
             line = line.strip()
+            if line.startswith(BOM):
+                line = line[len(BOM) :].strip()
             if not line:
                 continue
             source = f"{self.name}:{lineno}"
@@ -89,12 +124,18 @@ class CsvDecoder:
                 continue
             text = line.decode("utf-8")
             try:
-                cells = next(csv.reader([text]))
+                cells = next(csv.reader([text], delimiter=self.delimiter))
             except csv.Error as exc:
                 yield RawRecord(source, line, error=f"invalid CSV: {exc}")
                 continue
+            if self.section is not None:
+                if cells[0].strip() != self.section:
+                    continue
+                if len(cells) > 1 and cells[1].strip() == "Header":
+                    self._learn_header(cells, source)
+                    continue
             if self.header is None:
-                self.header = [cell.strip() for cell in cells]
+                self._learn_header(cells, source)
                 continue
             if len(cells) != len(self.header):
                 yield RawRecord(
@@ -102,6 +143,12 @@ class CsvDecoder:
                 )
                 continue
             yield RawRecord(source, line, dict(zip(self.header, cells, strict=True)))
+
+    def _learn_header(self, cells: list[str], source: str) -> None:
+        header = [cell.strip() for cell in cells]
+        if self.check_header is not None:
+            self.check_header(header, source)
+        self.header = header
 
 
 def iter_file(path: str, fmt: Format, stdin: Iterable[bytes] | None = None) -> Iterator[RawRecord]:

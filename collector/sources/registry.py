@@ -8,6 +8,7 @@ from typing import Any
 from collector.config import SourceConfig
 from collector.sources.base import Source
 from collector.sources.filetail import FileTail
+from collector.sources.fixsession import FixSession
 from collector.sources.http import HttpSource
 from collector.sources.simulator import SimulatorSource
 
@@ -15,6 +16,7 @@ SOURCE_TYPES: dict[str, Callable[[Any], Source]] = {
     "file": FileTail,
     "http": HttpSource,
     "simulator": SimulatorSource,
+    "fix": FixSession,
 }
 
 

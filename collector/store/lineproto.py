@@ -57,7 +57,7 @@ def fill_line(fill: Fill, ts_ns: int, realized_pnl: float | None = None) -> str:
     line = (
         f"fills,account={fill.account},side={fill.side},strategy={fill.strategy},symbol={fill.symbol}"
         f" qty={qty!r},price={price!r},fee={fill.fee!r},notional={qty * price * fill.multiplier!r}"
-        f",fill_id={string_field(fill.fill_id)}"
+        f",multiplier={fill.multiplier!r},fill_id={string_field(fill.fill_id)}"
     )
     if fill.order_id is not None:
         line += f",order_id={string_field(fill.order_id)}"
@@ -76,26 +76,29 @@ class UniqueTimestamps:
     InfluxDB keeps one point per (measurement, tags, time). Fills often carry ms or µs
     timestamps and partial fills of one order share them. A timestamp with no sub-µs digits
     gets an offset of crc32(fill_id) mod 1000 ns (so separate processes agree); a remaining
-    clash with another fill id inside this process moves the later fill on by 1 ns. The same
-    input in the same order therefore always maps to the same keys, so re-writes are idempotent.
-    Memory is bounded by `capacity` remembered keys.
+    clash with another fill id (in this process, or in `stored`: see fillkeys.py) moves the later
+    fill on by 1 ns. The same input in the same order therefore always maps to the same keys, so
+    re-writes are idempotent. Memory is bounded by `capacity` remembered keys.
     """
 
     def __init__(self, capacity: int = 2_000_000) -> None:
         self.capacity = capacity
         self._taken: OrderedDict[tuple[str, int], str] = OrderedDict()
 
-    def assign(self, series: str, ts_ns: int, fill_id: str) -> int:
+    def assign(self, series: str, ts_ns: int, fill_id: str, stored: Mapping[tuple[str, int], str] | None = None) -> int:
+        """The key of this fill; `stored` = slots taken in InfluxDB (by other processes too)."""
         ts = ts_ns
         if ts % 1000 == 0:
             ts += zlib.crc32(fill_id.encode()) % 1000
         taken = self._taken
         while True:
             owner = taken.get((series, ts))
+            if owner is None and stored:
+                owner = stored.get((series, ts))
             if owner is None or owner == fill_id:
                 break
             ts += 1
-        if owner is None:
+        if (series, ts) not in taken:
             taken[(series, ts)] = fill_id
             if len(taken) > self.capacity:
                 taken.popitem(last=False)

@@ -57,10 +57,10 @@ def test_moments_with_quiet_days_match_numpy(values: list[float], zeros: int) ->
 
 
 def test_engine_sharpe_from_daily_equity_changes() -> None:
-    """Daily returns of a book driven by marks equal the changes/capital; quiet days count as 0."""
+    """Daily returns of a book driven by marks equal the changes/capital; quiet days count as 0 (calendar basis)."""
     returns = [0.01, -0.02, 0.015, -0.005, 0.025]
     t0 = 1_700_006_400 * NS  # 00:00 UTC + 2 h
-    engine = Engine(default_capital=1e6)
+    engine = Engine(default_capital=1e6, day_basis="calendar")
     engine.on_fill(Fill(t0, "A", "s", "X", "buy", 1, 1e6, "1"))
     price = 1e6
     days = [0, 1, 2, 4, 5]  # day 3 is quiet
@@ -69,9 +69,9 @@ def test_engine_sharpe_from_daily_equity_changes() -> None:
         engine.on_mark(Mark(t0 + day * DAY_NS + 3600 * NS, "X", price))
     row = engine.row(engine.series[("book", "A", "s")])
     expected = np.array([0.01, -0.02, 0.015, 0.0, -0.005, 0.025])
-    assert row["sharpe"] == pytest.approx(expected.mean() / expected.std(ddof=1) * math.sqrt(252), rel=1e-9)
+    assert row["sharpe"] == pytest.approx(expected.mean() / expected.std(ddof=1) * math.sqrt(365), rel=1e-9)
     downside = math.sqrt(np.mean(np.minimum(expected, 0) ** 2))
-    assert row["sortino"] == pytest.approx(expected.mean() / downside * math.sqrt(252), rel=1e-9)
+    assert row["sortino"] == pytest.approx(expected.mean() / downside * math.sqrt(365), rel=1e-9)
     assert row["return_cum"] == pytest.approx(0.025, rel=1e-9)
 
 

@@ -44,7 +44,7 @@ def test_fifo_across_lots() -> None:
     position.apply(fill("buy", 5, 110, t=1))
     realized, _ = position.apply(fill("sell", 7, 120, t=2))
     assert realized == 5 * 20 + 2 * 10  # oldest lot first
-    assert list(position.lots) == [[3.0, 110.0, 1.0]]
+    assert [lot[:3] for lot in position.lots] == [[3.0, 110.0, 1.0]]  # qty, price, multiplier
 
 
 def test_flip_long_to_short_splits_fees_and_emits_round_trips() -> None:
@@ -181,3 +181,46 @@ def test_undefined_metrics_are_none_not_nan() -> None:
         "slippage_bps_avg",
     ):
         assert row[name] is None, name
+
+
+def test_dust_left_by_a_large_lot_is_flat() -> None:
+    """100000.3 − 100000.2 leaves 0.1 + 5.8e-12: the closing 0.1 must flatten the book (2 trips, no exposure)."""
+    engine = Engine()
+    for i, (side, qty, price) in enumerate(
+        [("buy", 100000.3, 10), ("sell", 100000.2, 11), ("sell", 0.1, 11), ("buy", 5, 12), ("sell", 5, 13)]
+    ):
+        engine.on_fill(fill(side, qty, price, t=i))
+    for key in [("book", "A", "s"), ("strategy", "_all", "s"), ("account", "A", "_all"), ("portfolio", "_all", "_all")]:
+        row = engine.row(engine.series[key])
+        assert row["trades"] == 2 and row["wins"] == 2, key
+        assert row["gross_exposure"] == 0.0 and row["net_exposure"] == 0.0 and row["unrealized_pnl"] == 0.0, key
+        assert row["realized_pnl"] == pytest.approx(100000.3 * 1 + 5 * 1, rel=1e-12)
+
+
+def test_tiny_lot_closed_by_a_huge_fill_flips_without_crashing() -> None:
+    """buy 1e-9, sell 1e8: closes 1e-9 (the float 1e8 − 1e-9 == 1e8) and opens a short of 1e8."""
+    position = Position()
+    position.apply(fill("buy", 1e-9, 10))
+    realized, trip = position.apply(fill("sell", 1e8, 11, t=1))
+    assert trip is not None and trip.qty == 1e-9 and trip.exit_price == 11.0
+    assert realized == pytest.approx(1e-9, rel=1e-9)
+    assert position.direction == -1 and position.q == -1e8
+    engine = Engine()
+    engine.on_fill(fill("buy", 1e-9, 10))
+    engine.on_fill(fill("sell", 1e8, 11, t=1))
+    assert book_row(engine)["trades"] == 1 and book_row(engine)["net_exposure"] == pytest.approx(-1.1e9)
+
+
+def test_break_even_within_float_noise_is_neither_win_nor_loss() -> None:
+    """buy 50 @6.48, sell 25 @6.53, sell 25 @6.43 nets −2.2e-14 in float: break-even, not a loss."""
+    engine = Engine()
+    engine.on_fill(fill("buy", 50, 6.48))
+    engine.on_fill(fill("sell", 25, 6.53, t=1))
+    engine.on_fill(fill("sell", 25, 6.43, t=2))
+    row = book_row(engine)
+    assert row["trades"] == 1 and row["wins"] == 0 and row["losses"] == 0 and row["loss_streak"] == 0
+    assert row["profit_factor"] is None and row["expectancy"] == 0.0
+    # a real one-cent loss on the same size still counts
+    engine.on_fill(fill("buy", 50, 6.48, t=3))
+    engine.on_fill(fill("sell", 50, 6.4799, t=4))
+    assert book_row(engine)["losses"] == 1
