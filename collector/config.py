@@ -90,6 +90,7 @@ class FileSourceConfig(_Section):
     name: str = Field("file", pattern=r"^[A-Za-z0-9_.-]+$")
     paths: list[str] = Field(min_length=1, description="files or globs; new matches are picked up while running")
     format: Literal["auto", "jsonl", "csv"] = "auto"
+    map: Path | None = Field(None, description="column map profile (YAML) for another CSV/JSON layout")
     poll_interval: float = Field(0.1, gt=0, le=60, description="seconds between looks for new data")
     batch_lines: int = Field(2000, ge=1, le=100_000, description="records per batch handed to the engine")
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from collector.errors import UserError
 from collector.model import KNOWN_FIELDS, NS, REQUIRED_FIELDS, RejectedRecord
-from collector.sources.records import RawRecord
+from collector.sources.records import CsvDecoder, RawRecord
 from collector.yamlfile import load_model
 
 DEFAULT_BUY = ("buy", "b", "bot", "bought", "by", "bc", "buy to cover", "cover")
@@ -175,6 +175,24 @@ class Mapper:
                 out["multiplier"] = multiplier
         return out
 
+    def map_record(self, record: RawRecord) -> RawRecord:
+        """The record with contract data, or its error, or marked skipped (in place)."""
+        if record.error is None and record.skipped is None:
+            if not isinstance(record.data, Mapping):
+                record.error = f"expected an object, got {type(record.data).__name__}"
+            elif (reason := self.skip_reason(record.data)) is not None:
+                record.skipped = reason
+            else:
+                try:
+                    record.data = self.apply(record.data)
+                except RejectedRecord as exc:
+                    record.error = str(exc)
+        return record
+
+    def csv_decoder(self, name: str) -> CsvDecoder:
+        """A CSV decoder for this profile's layout (delimiter, section) that checks the header against it."""
+        return CsvDecoder(name, self.check_header, self.profile.delimiter, self.profile.section)
+
     def _side_and_qty(self, out: dict[str, Any]) -> None:
         side = out.get("side")
         if isinstance(side, str):
@@ -270,14 +288,4 @@ def _to_float(value: Any, key: str) -> float:
 def map_records(records: Iterable[RawRecord], mapper: Mapper) -> Iterator[RawRecord]:
     """Decoded records through the mapping; a row that is not a fill is marked skipped."""
     for record in records:
-        if record.error is None and record.skipped is None:
-            if not isinstance(record.data, Mapping):
-                record.error = f"expected an object, got {type(record.data).__name__}"
-            elif (reason := mapper.skip_reason(record.data)) is not None:
-                record.skipped = reason
-            else:
-                try:
-                    record.data = mapper.apply(record.data)
-                except RejectedRecord as exc:
-                    record.error = str(exc)
-        yield record
+        yield mapper.map_record(record)

@@ -28,6 +28,7 @@ from typing import IO, Any
 from collector.config import FileSourceConfig
 from collector.errors import UserError
 from collector.sources.base import Batch, Checker, Event, Outlet, Source
+from collector.sources.colmap import Mapper, load_map
 from collector.sources.records import CsvDecoder, Format, RawRecord, decode_json_line, detect_format
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class _Tracked:
     lineno: int = 0  # lines consumed, for "path:line" in dead letters
     csv: CsvDecoder | None = None
     pending: list[Event] = field(default_factory=list)
+    broken: str | None = None  # a header without the mapped columns: the file is not read on
 
     def close(self) -> None:
         self.handle.close()
@@ -64,6 +66,7 @@ class FileTail(Source):
         self._files: dict[str, _Tracked] = {}
         self._restored: dict[str, FilePosition] = {}
         self._skipped: set[str] = set()  # matches with an unknown extension (warned about once)
+        self.mapper = Mapper(load_map(config.map), str(config.map)) if config.map is not None else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -212,7 +215,7 @@ class FileTail(Source):
         st = os.fstat(handle.fileno())
         tracked = _Tracked(path, fmt, handle, st.st_dev, st.st_ino, offset)
         if fmt == "csv":
-            tracked.csv = CsvDecoder(path)
+            tracked.csv = self._csv_decoder(path)
         if offset:
             self._skip_to(tracked, offset)
         self._files[path] = tracked
@@ -225,10 +228,15 @@ class FileTail(Source):
         tracked.lineno = head.count(b"\n")
         tracked.head = head[:FINGERPRINT_BYTES]
         if tracked.csv is not None:
+            sections = self.mapper is not None and self.mapper.profile.section is not None
             for line in head.split(b"\n"):
                 if line.strip():
-                    list(tracked.csv.decode([line]))  # the first non-blank line is the header
-                    break
+                    try:  # the first non-blank line is the header (in a sectioned file: the last Header line)
+                        list(tracked.csv.decode([line]))
+                    except UserError as exc:
+                        tracked.broken = str(exc)
+                    if not sections:
+                        break
 
     def _rotated(self, tracked: _Tracked) -> str | None:
         """None: same file, "replaced": a new file is at the path, "gone", or "truncated" (offset reset)."""
@@ -259,11 +267,21 @@ class FileTail(Source):
         tracked.offset = tracked.lineno = 0
         tracked.head = b""
         if tracked.csv is not None:
-            tracked.csv = CsvDecoder(tracked.path)
+            tracked.csv = self._csv_decoder(tracked.path)
+            tracked.broken = None
         return True
+
+    def _csv_decoder(self, path: str) -> CsvDecoder:
+        return self.mapper.csv_decoder(path) if self.mapper is not None else CsvDecoder(path)
+
+    def problem(self) -> str | None:
+        broken = [t.broken for t in self._files.values() if t.broken]
+        return f"not read: {broken[0]}" if broken else None
 
     def _read(self, tracked: _Tracked, outlet: Outlet, checker: Checker, final: bool = False) -> bool:
         progressed = False
+        if tracked.broken:
+            return False
         handle = tracked.handle
         while not self._stop.is_set():
             handle.seek(tracked.offset)
@@ -292,10 +310,18 @@ class FileTail(Source):
             stop = len(data) if stop < 0 else stop + 1
             line = data[start:stop].strip()
             lineno += 1
-            offset += stop - start
+            line_offset, offset = offset, offset + stop - start
             start = stop
             if line:
-                event = self._decode(tracked, line, lineno, checker)
+                try:
+                    event = self._decode(tracked, line, lineno, checker)
+                except UserError as exc:  # the header lacks mapped columns: stop before it, loudly, once
+                    log.error("file source %s: %s; the file is not read further", self.name, exc)
+                    checker.reject(RawRecord(f"{tracked.path}:{lineno}", line), str(exc))
+                    tracked.broken = str(exc)
+                    if events and outlet.put(Batch(self.name, events, token=self._token_with(tracked, line_offset))):
+                        tracked.offset, tracked.lineno = line_offset, lineno - 1
+                    return False
                 if event is not None:
                     events.append(event)
             if len(events) >= limit or start >= len(data):
@@ -316,6 +342,10 @@ class FileTail(Source):
             record = decode_json_line(line, f"{tracked.path}:{lineno}")
         if record is None:
             return None
+        if self.mapper is not None:
+            self.mapper.map_record(record)
+            if record.skipped is not None:
+                return None
         result = checker.fill(record, time.time_ns())
         return None if isinstance(result, str) else result
 

@@ -68,5 +68,4 @@ def _records(lines: Iterable[bytes], name: str, fmt: InputFormat, profile: Colum
     mapper = Mapper(profile)
     if fmt == "jsonl":
         return map_records(iter_jsonl(lines, name), mapper)
-    decoder = CsvDecoder(name, mapper.check_header, profile.delimiter, profile.section)
-    return map_records(decoder.decode(lines), mapper)
+    return map_records(mapper.csv_decoder(name).decode(lines), mapper)
