@@ -103,6 +103,7 @@ class HttpSourceConfig(_Section):
     auth: Literal["bearer", "none"] = Field("bearer", description="none is only allowed on a loopback host")
     token_env: str = Field("STRATMON_HTTP_TOKEN", description="environment variable holding the bearer token")
     token_file: Path | None = Field(None, description="file holding the bearer token (a mounted secret)")
+    map: Path | None = Field(None, description="column map profile (YAML) for records of another layout")
     max_body_bytes: int = Field(8 << 20, ge=1024, description="larger requests get 413")
     max_records: int = Field(10_000, ge=1, description="records per request; more gets 413")
     max_connections: int = Field(256, ge=1, description="concurrent connections; more get 503")

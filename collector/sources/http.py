@@ -31,6 +31,7 @@ from collector.config import HttpSourceConfig
 from collector.errors import UserError
 from collector.model import Fill, Mark
 from collector.sources.base import Batch, Checker, Event, Outlet, Source
+from collector.sources.colmap import Mapper, load_map
 from collector.sources.guard import guarded_protocol
 from collector.sources.journal import IntakeJournal, Position
 from collector.sources.records import RawRecord, decode_json_line
@@ -87,6 +88,7 @@ class HttpSource(Source):
         self.name = config.name
         self.config = config
         self.token = resolve_token(config)
+        self.mapper = Mapper(load_map(config.map), str(config.map)) if config.map is not None else None
         self.accepted = 0
         self.journal: IntakeJournal | None = None
         self._position: Position | None = None
@@ -138,6 +140,12 @@ class HttpSource(Source):
             time.sleep(0.01)
         log.info("HTTP intake listening on http://%s:%d", self.config.host, self.port)
 
+    def check_fill(self, checker: Checker, record: RawRecord, now_ns: int) -> Fill | str | None:
+        """The fill (through the column map, if any), the rejection reason, or None for a skipped row."""
+        if self.mapper is not None and self.mapper.map_record(record).skipped is not None:
+            return None
+        return checker.fill(record, now_ns)
+
     def _replay(self, pending: list[tuple[dict[str, Any], Position]], outlet: Outlet, checker: Checker) -> None:
         """Acknowledged requests after the checkpoint, validated again exactly as when they arrived."""
         try:
@@ -150,8 +158,12 @@ class HttpSource(Source):
                     now, raws = 0, []
                 for i, raw in enumerate(raws):
                     record = decode_json_line(str(raw).encode(), f"{entry.get('client', self.name)}#{i} (journal)")
-                    result = checker.fill(record, now) if entry.get("kind") == "fills" else checker.mark(record, now)
-                    if not isinstance(result, str):
+                    result = (
+                        self.check_fill(checker, record, now)
+                        if entry.get("kind") == "fills"
+                        else checker.mark(record, now)
+                    )
+                    if result is not None and not isinstance(result, str):
                         events.append(result)
                 if not outlet.put(Batch(self.name, events, token=list(position))):
                     return
@@ -268,9 +280,11 @@ def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
         rejected: list[dict[str, Any]] = []
         now_ns = time.time_ns()
         for index, record in enumerate(records):
-            result: Fill | Mark | str = (
-                checker.fill(record, now_ns) if kind == "fills" else checker.mark(record, now_ns)
+            result: Fill | Mark | str | None = (
+                source.check_fill(checker, record, now_ns) if kind == "fills" else checker.mark(record, now_ns)
             )
+            if result is None:
+                continue  # not a fill (a row the column map skips)
             if isinstance(result, str):
                 rejected.append({"index": index, "error": result})
             else:

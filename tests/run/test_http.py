@@ -155,3 +155,33 @@ def test_refuses_to_start_without_a_token(settings: Settings, monkeypatch: pytes
     assert isinstance(source, HttpSource) and source.token == TOKEN
     open_intake = Collector(with_sources(settings, {"type": "http", "port": 0, "auth": "none"})).sources[0]
     assert isinstance(open_intake, HttpSource) and open_intake.token is None
+
+
+def test_records_of_another_layout_through_a_map(
+    settings: Settings, reader: Reader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRATMON_HTTP_TOKEN", TOKEN)
+    profile = tmp_path / "oms.yaml"
+    profile.write_text(
+        "columns: {ts: ExecTime, account: Acct, symbol: Sym, side: Side, qty: Qty, price: Px, fill_id: ExecID}\n"
+        "timezone: Europe/London\nkeep: {Status: [FILLED]}\ndefaults: {strategy: manual}\n"
+    )
+    source = {"type": "http", "port": 0, "map": str(profile)}
+    collector = Collector(with_sources(settings, source))
+    oms = {"ExecTime": "2024-07-01 09:30:00.5", "Acct": "ACC1", "Sym": "VOD", "Qty": "100", "Px": "71.2"}
+    records = [
+        {**oms, "Side": "BOT", "ExecID": "x1", "Status": "FILLED"},
+        {**oms, "Side": "SLD", "ExecID": "x2", "Status": "FILLED"},
+        {**oms, "Side": "BOT", "ExecID": "x3", "Status": "PENDING"},  # not a fill: skipped
+        {**oms, "Side": "HOLD", "ExecID": "x4", "Status": "FILLED"},
+    ]
+    with running(collector):
+        source_port = collector.sources[0].port  # type: ignore[attr-defined]
+        answer = requests.post(f"http://127.0.0.1:{source_port}/v1/fills", json=records, headers=AUTH)
+        body = answer.json()
+        assert body["accepted"] == 2 and [r["index"] for r in body["rejected"]] == [3]
+        assert "side 'HOLD' is not one of buy" in body["rejected"][0]["error"]
+        wait_for(lambda: scalar(reader, "SELECT count(qty) FROM fills") == 2, what="the mapped fills")
+    frame = reader.query("SELECT side, qty FROM fills")
+    assert sorted(frame["side"]) == ["buy", "sell"]
+    assert int(frame.index[0].value) // 1000 * 1000 == 1_719_822_600_500_000_000  # 09:30:00.5 BST = 08:30 UTC
