@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from collector.quarantine import ensure_directory
+from collector.quarantine import ensure_directory, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,10 @@ class IntakeJournal:
         for old in self._generations():
             if old < start_gen:
                 self._path(old).unlink()
-        self._handle = open(self._path(self.generation), "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        current = self._path(self.generation)
+        if os.path.lexists(current) and not current.is_file():
+            quarantine(current, "not a file", "nothing readable", "nothing to do; the journal starts afresh")
+        self._handle = open(current, "ab", buffering=0)  # noqa: SIM115 - closed in close()
 
     def append(self, entry: dict[str, Any]) -> Position:
         """Write one entry and fsync it; the position after it. OSError (e.g. ENOSPC) leaves nothing half-counted."""
