@@ -161,7 +161,7 @@ class Collector:
             return f"failed: {self.error}"
         if self.writer.problem is not None:
             return f"writes paused: {self.writer.problem}"
-        for name, (_, why) in self._restarts.items():
+        for name, (_, why) in list(self._restarts.items()):  # read from the intake thread
             return f"source {name} failed ({why}); restarting with backoff"
         for source in self.sources:
             if (reason := source.problem()) is not None:
