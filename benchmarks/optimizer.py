@@ -11,11 +11,13 @@ CIs of the median, changes per strategy per 250 days in the null mode, and the p
 
     .venv/bin/python benchmarks/optimizer.py [--seeds 100] [--days 500] [--placebo 20] [--json]
     .venv/bin/python benchmarks/optimizer.py --power      # Monte Carlo power of a before/after test
+    .venv/bin/python benchmarks/optimizer.py --csv desk.csv   # one simulated desk, for `optimize replay --pnl`
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.config import SimulatorSourceConfig  # noqa: E402
 from collector.model import NS, Fill  # noqa: E402
-from collector.optimize.panel import DAY_NS, Panel, build  # noqa: E402
+from collector.optimize.panel import DAY_NS, Panel, build, day_text  # noqa: E402
 from collector.optimize.replay import replay  # noqa: E402
 from collector.optimize.rules import OptimizationConfig, load_optimization  # noqa: E402
 from collector.sources.simulator import Simulation  # noqa: E402
@@ -92,6 +94,24 @@ def simulated_panel(seed: int, days: int, calibration: str = "realistic") -> Pan
     return build(rows)
 
 
+def write_csv(panel: Panel, path: Path) -> None:
+    """The panel in `stratmon optimize replay --pnl`'s format."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["date", "strategy", "pnl", "trades", "wins"])
+        for i, day in enumerate(panel.days):
+            for j, name in enumerate(panel.strategies):
+                out.writerow(
+                    [
+                        day_text(int(day)),
+                        name,
+                        repr(float(panel.pnl[i, j])),
+                        int(panel.trades[i, j]),
+                        int(panel.wins[i, j]),
+                    ]
+                )
+
+
 def _config() -> OptimizationConfig:
     return load_optimization(ROOT / "rules" / "optimization.yaml")
 
@@ -101,7 +121,7 @@ def one_seed(seed: int, days: int, warmup: int, placebo: int) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": seed}
     for calibration in ("realistic", "null"):
         panel = simulated_panel(seed, days, calibration)
-        result = replay(config, panel, warmup=warmup, placebo=placebo if calibration == "realistic" else 0, seed=seed)
+        result = replay(config, panel, warmup=warmup, placebo=placebo, seed=seed)
         methods = {m.name: m for m in result.methods}
         static = methods["static (1/N)"]
         strategy_sharpes = [
@@ -119,6 +139,7 @@ def one_seed(seed: int, days: int, warmup: int, placebo: int) -> dict[str, Any]:
             "changes_per_strategy_250d": methods["optimizer"].applied / len(panel.strategies) / (days - warmup) * 250,
             "rolled_back": methods["optimizer"].rolled_back,
             "placebo_p": result.placebo.get("p_value"),
+            "supported": result.supported,
             "strategy_sharpe_median": float(np.median(strategy_sharpes)) if strategy_sharpes else 0.0,
             "bound_violations": _violations(config, result.run.changes),
         }
@@ -172,8 +193,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--power", action="store_true", help="print the before/after test's power table and exit")
+    parser.add_argument(
+        "--csv", type=Path, help="write seed --first's daily PnL (date,strategy,pnl,trades,wins) and exit"
+    )
     args = parser.parse_args()
     logging.disable(logging.INFO)
+    if args.csv:
+        write_csv(simulated_panel(args.first, args.days), args.csv)
+        return 0
     if args.power:
         for row in power_table():
             print(
@@ -206,6 +233,9 @@ def main() -> int:
         "real_changes_per_strategy_250d": float(np.mean([r["changes_per_strategy_250d"] for r in real])),
         "rolled_back": sum(r["rolled_back"] for r in real + null),
         "placebo_p_below_0_05": sum((r["placebo_p"] or 1) < 0.05 for r in real),
+        "null_placebo_p_below_0_05": sum((r["placebo_p"] or 1) < 0.05 for r in null),
+        "null_supported": sum(r["supported"] for r in null),
+        "real_supported": sum(r["supported"] for r in real),
         "bound_violations": sum(r["bound_violations"] for r in real + null),
         "seconds": time.perf_counter() - started,
         "per_seed": per_seed,
@@ -233,6 +263,10 @@ def main() -> int:
         f"  placebo p < 0.05 on {report['placebo_p_below_0_05']} of {len(seeds)} seeds "
         f"({args.placebo} copies each); changes per strategy per 250 days "
         f"{report['real_changes_per_strategy_250d']:.2f}"
+    )
+    print(
+        f"  replay verdict 'supported' on {report['real_supported']} realistic and {report['null_supported']} null"
+        f" desks; null placebo p < 0.05 on {report['null_placebo_p_below_0_05']} (about 5% expected)"
     )
     print(
         f"null desk: optimizer ΔSharpe {fmt(report['null_delta'])}; changes per strategy per 250 days "

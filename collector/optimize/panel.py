@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,6 +28,7 @@ Array = npt.NDArray[np.float64]
 DAY_NS = 86_400 * 1_000_000_000
 EPOCH = date(1970, 1, 1)
 DEFAULT_CAPITAL = 1_000_000.0
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass
@@ -62,6 +64,9 @@ class Panel:
 
 
 def epoch_day(text: str) -> int:
+    """Days since 1970-01-01 of a YYYY-MM-DD date (only that form: 20240102 is refused, not guessed)."""
+    if not DATE.fullmatch(text):
+        raise ValueError(text)
     return (date.fromisoformat(text) - EPOCH).days
 
 
@@ -101,8 +106,15 @@ REQUIRED = ("date", "strategy", "pnl")
 
 def from_csv(path: Path) -> Panel:
     """`date,strategy,pnl[,account,trades,wins,capital]` (other columns ignored); errors name file:line."""
+    try:
+        return _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 (byte {exc.start}); save the file as UTF-8") from None
+
+
+def _read_csv(path: Path) -> Panel:
     rows: list[tuple[int, str, str, float, float, float]] = []
-    capital: dict[str, float] = {}
+    book_capital: dict[tuple[str, str], float] = {}  # the latest capital of each strategy × account
     seen: set[tuple[int, str, str]] = set()
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
@@ -127,17 +139,22 @@ def from_csv(path: Path) -> Panel:
             if (day, strategy, account) in seen:
                 raise UserError(f"{path}:{line}: a second row for {strategy}/{account} on {record['date']}")
             seen.add((day, strategy, account))
-            values = [_number(path, line, record, key) for key in ("pnl", "trades", "wins")]
-            if values[0] is None:
+            pnl, trades, wins = (_number(path, line, record, key) for key in ("pnl", "trades", "wins"))
+            if pnl is None:
                 raise UserError(f"{path}:{line}: pnl is empty")
+            if (trades or 0) < 0 or (wins or 0) < 0 or (trades is not None and (wins or 0) > trades):
+                raise UserError(f"{path}:{line}: trades {trades} / wins {wins}; expected 0 ≤ wins ≤ trades")
             cap = _number(path, line, record, "capital")
             if cap is not None:
                 if cap <= 0:
                     raise UserError(f"{path}:{line}: capital must be > 0, got {cap}")
-                capital[strategy] = capital.get(strategy, 0.0) + cap if account != "*" else cap
-            rows.append((day, strategy, account, values[0], values[1] or 0.0, values[2] or 0.0))
+                book_capital[(strategy, account)] = cap
+            rows.append((day, strategy, account, pnl, trades or 0.0, wins or 0.0))
     if not rows:
         raise UserError(f"{path}: no data rows")
+    capital: dict[str, float] = {}
+    for (strategy, _), cap in book_capital.items():
+        capital[strategy] = capital.get(strategy, 0.0) + cap
     return build(rows, capital or None)
 
 

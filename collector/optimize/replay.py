@@ -19,6 +19,7 @@ the ΔSharpe it produces by chance, and the p-value of the real one.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,7 +271,9 @@ def inverse_vol_multipliers(panel: Panel, warmup: int, window: int = INVERSE_VOL
     for t in range(max(warmup, window), rows):
         recent = pnl[t - window : t]
         full = (~np.isnan(recent)).sum(axis=0) >= window
-        sd = np.nanstd(recent, axis=0, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # strategies not trading yet: all-NaN columns
+            sd = np.nanstd(recent, axis=0, ddof=1)
         ok = full & (sd > 0)
         if ok.sum() < 2:
             continue
@@ -280,11 +283,12 @@ def inverse_vol_multipliers(panel: Panel, warmup: int, window: int = INVERSE_VOL
 
 
 def placebo_panel(panel: Panel, rng: np.random.Generator) -> Panel:
-    """The history with every strategy's mean removed and whole blocks of days permuted jointly."""
+    """A world without edge: every strategy's mean removed, then blocks of days drawn with replacement
+    (moving-block bootstrap, jointly across strategies), so each copy's realized means vary by chance
+    as a real history's do, with the same correlation, tails and short-run clustering."""
     rows = panel.pnl.shape[0]
     centred = panel.pnl - np.nanmean(panel.pnl, axis=0)
-    blocks = [np.arange(i, min(i + BLOCK, rows)) for i in range(0, rows, BLOCK)]
-    order = np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])
+    order = block_indices(rows, 1, rng)[0]
     return Panel(panel.days, panel.strategies, centred[order], panel.trades[order], panel.wins[order], panel.capital)
 
 
@@ -319,6 +323,7 @@ class Replay:
     verdict: str
     supported: bool
     run: Run
+    changes: list[dict[str, Any]] = field(default_factory=list)  # every applied change, dated
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -333,6 +338,7 @@ class Replay:
             "disabled_rules": self.disabled,
             "verdict": self.verdict,
             "supported": self.supported,
+            "changes": self.changes,
         }
 
 
@@ -363,7 +369,7 @@ def replay(config: OptimizationConfig, panel: Panel, warmup: int = 120, placebo:
         pnl = (m * np.nan_to_num(copy.pnl)).sum(axis=1)[warmup:]
         chance.append(sharpe(pnl) - sharpe(np.nan_to_num(copy.pnl).sum(axis=1)[warmup:]))
     chance_arr = np.array(chance)
-    placebo_summary = {"copies": float(placebo)}
+    placebo_summary: dict[str, float] = {"copies": placebo}
     if placebo:
         placebo_summary |= {
             "low": float(np.quantile(chance_arr, 0.025)),
@@ -375,6 +381,17 @@ def replay(config: OptimizationConfig, panel: Panel, warmup: int = 120, placebo:
     supported = bool(optimizer.low > 0 and placebo_summary.get("p_value", 1.0) < 0.05)
     verdict = _verdict(optimizer, placebo_summary, supported)
     disabled = {rule: day_text(int(panel.days[min(day, rows - 1)])) for rule, day in run.disabled.items()}
+    log = [
+        {
+            "date": day_text(int(panel.days[c.day])),
+            "strategy": panel.strategies[c.strategy],
+            "param": c.param,
+            "old": float(c.old),
+            "new": float(c.new),
+            "rule": c.rule,
+        }
+        for c in run.changes
+    ]
     return Replay(
         rows,
         units,
@@ -388,6 +405,7 @@ def replay(config: OptimizationConfig, panel: Panel, warmup: int = 120, placebo:
         verdict,
         supported,
         run,
+        log,
     )
 
 
@@ -417,5 +435,10 @@ def _verdict(optimizer: Method, placebo: dict[str, float], supported: bool) -> s
         return f"supported: the optimizer beat static sizing ({ci}{chance}); automatic changes can be turned on"
     if optimizer.applied == 0:
         return f"nothing to do: the rules made no change on this history ({ci})"
-    reason = "the interval includes 0" if not optimizer.low > 0 else "chance produces as much (placebo)"
+    if not optimizer.low > 0:
+        reason = "the interval includes 0"
+    elif p is None:
+        reason = "no placebo was run (--placebo 0), so chance is not ruled out"
+    else:
+        reason = "chance produces as much (placebo)"
     return f"not supported: {reason} ({ci}{chance}); keep automatic changes off"

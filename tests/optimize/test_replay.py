@@ -60,7 +60,7 @@ def test_replay_cli_is_recomputable_from_its_decisions(tmp_path: Path) -> None:
     history = _csv(_desk(1), tmp_path / "daily.csv")
     decisions = tmp_path / "decisions.csv"
     done = subprocess.run(
-        [*REPLAY, "--pnl", str(history), "--placebo", "20", "--json", "--decisions", str(decisions)],
+        [*REPLAY, "--pnl", str(history), "--placebo", "10", "--json", "--decisions", str(decisions)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,7 +70,7 @@ def test_replay_cli_is_recomputable_from_its_decisions(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     methods = {m["name"]: m for m in result["methods"]}
     assert set(methods) == {"static (1/N)", "inverse volatility", "optimizer"}
-    assert result["placebo"]["copies"] == 20 and 0 < result["placebo"]["p_value"] <= 1
+    assert result["placebo"]["copies"] == 10 and 0 < result["placebo"]["p_value"] <= 1
     assert result["verdict"].split(":")[0] in ("supported", "not supported", "nothing to do")
     # an independent recomputation: join the input with the decisions, scale, sum, Sharpe
     data = pd.read_csv(history).merge(pd.read_csv(decisions), on=["date", "strategy"])
@@ -83,6 +83,10 @@ def test_replay_cli_is_recomputable_from_its_decisions(tmp_path: Path) -> None:
     assert abs(sharpe(daily["scaled"]) - methods["optimizer"]["sharpe"]) < 1e-9
     assert abs(sharpe(daily["pnl"]) - methods["static (1/N)"]["sharpe"]) < 1e-9
     assert methods["optimizer"]["low"] <= methods["optimizer"]["delta"] <= methods["optimizer"]["high"]
+    assert len(result["changes"]) == methods["optimizer"]["applied"] + methods["optimizer"]["rolled_back"]
+    assert {c["rule"] for c in result["changes"]} <= {"volatility-target", "size-by-evidence"} | {
+        f"rollback:{r}" for r in ("volatility-target", "size-by-evidence")
+    }
     table = subprocess.run(
         [*REPLAY, "--pnl", str(history), "--placebo", "5"],
         capture_output=True,
@@ -157,14 +161,29 @@ def test_rule_counterfactual_is_the_same_days_without_the_rules_steps() -> None:
     assert np.allclose(without_cut, [1 + 2, 1.5 * 3 - 1, 1.5 * 2 + 2, 2 * -1 + 4])
 
 
-def test_placebo_removes_the_edge_and_keeps_the_days() -> None:
+def test_placebo_removes_the_edge_and_keeps_whole_days() -> None:
     panel = _desk(6, days=200)
-    copy = placebo_panel(panel, np.random.default_rng(0))
-    assert np.allclose(np.nanmean(copy.pnl, axis=0), 0, atol=1e-6)
     centred = panel.pnl - np.nanmean(panel.pnl, axis=0)
-    assert np.allclose(np.sort(copy.pnl, axis=0), np.sort(centred, axis=0))  # a permutation of the same days
     rows = {tuple(r) for r in np.round(centred, 6)}
-    assert all(tuple(r) in rows for r in np.round(copy.pnl, 6))  # whole days moved: strategies stay aligned
+    rng = np.random.default_rng(0)
+    means = []
+    for _ in range(50):
+        copy = placebo_panel(panel, rng)
+        assert all(tuple(r) in rows for r in np.round(copy.pnl, 6))  # whole days: strategies stay aligned
+        means.append(np.nanmean(copy.pnl, axis=0))
+    spread = np.std(means, axis=0)
+    assert np.all(spread > 0)  # realized means vary by chance, as in a real history
+    assert np.all(np.abs(np.mean(means, axis=0)) < spread)  # around no edge at all
+
+
+def test_a_placebo_is_calibrated_on_a_desk_without_edge() -> None:
+    """On pure-noise desks the replay's placebo p-value is not stuck at either end."""
+    config = load_optimization(ROOT / "rules" / "optimization.yaml")
+    p = [
+        replay(config, _desk(100 + seed, days=200, edges=False), warmup=100, placebo=9, seed=seed).placebo["p_value"]
+        for seed in range(6)
+    ]
+    assert 0.15 < float(np.mean(p)) < 0.85 and sum(x <= 0.1 for x in p) <= 2
 
 
 def test_history_file_mistakes_name_file_and_line(tmp_path: Path) -> None:
@@ -180,10 +199,31 @@ def test_history_file_mistakes_name_file_and_line(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
             from_csv(path)
+    (tmp_path / "latin.csv").write_bytes(b"date,strategy,pnl\n2024-01-02,caf\xe9,1\n")
+    with pytest.raises(UserError, match="not UTF-8"):
+        from_csv(tmp_path / "latin.csv")
+    (tmp_path / "compact.csv").write_text("date,strategy,pnl\n20240102,a,1\n")
+    with pytest.raises(UserError, match="expected YYYY-MM-DD"):
+        from_csv(tmp_path / "compact.csv")
+    (tmp_path / "wins.csv").write_text("date,strategy,pnl,trades,wins\n2024-01-02,a,1,3,4\n")
+    with pytest.raises(UserError, match="0 ≤ wins ≤ trades"):
+        from_csv(tmp_path / "wins.csv")
+    books = "date,strategy,account,pnl,capital\n" + "".join(
+        f"2024-01-{d:02d},a,{acc},1,{cap}\n" for d in range(2, 9) for acc, cap in (("x", 6e5), ("y", 4e5))
+    )
+    (tmp_path / "books.csv").write_text(books)
+    assert from_csv(tmp_path / "books.csv").capital.tolist() == [1e6]  # per book, summed over accounts, not days
     (tmp_path / "short.csv").write_text("\ufeffdate,strategy,pnl\n2024-01-02,a,1\n2024-01-03,a,2\n")
     assert from_csv(tmp_path / "short.csv").pnl.shape == (2, 1)  # a UTF-8 BOM is fine
     done = subprocess.run([*REPLAY, "--pnl", str(tmp_path / "short.csv")], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and "needs at least" in done.stderr and "Traceback" not in done.stderr
+    nowhere = subprocess.run(
+        [*REPLAY, "--pnl", str(tmp_path / "short.csv"), "--decisions", str(tmp_path / "no" / "such" / "out.csv")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert nowhere.returncode == 2 and "--decisions" in nowhere.stderr and "Traceback" not in nowhere.stderr
 
 
 def test_replay_from_fills_uses_the_engines_daily_pnl(tmp_path: Path) -> None:
