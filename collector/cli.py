@@ -331,6 +331,11 @@ def cmd_optimize_replay(args: argparse.Namespace) -> int:
     if args.warmup < 2 or args.placebo < 0:
         raise UserError("optimize replay: --warmup must be ≥ 2 and --placebo ≥ 0")
     config = load_optimization(args.rules or settings.optimize.rules)
+    if args.decisions:
+        try:
+            args.decisions.open("a").close()  # fail now, not after the replay
+        except OSError as exc:
+            raise UserError(f"--decisions {args.decisions}: {exc.strerror or exc}") from None
     panel = load_panel(settings, args.pnl, args.fills, args.influx)
     try:
         result = replay(config, panel, warmup=args.warmup, placebo=args.placebo, seed=args.seed)
