@@ -294,6 +294,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_optimize(args: argparse.Namespace) -> int:
     if args.action == "replay":
         return cmd_optimize_replay(args)
+    if args.pnl or args.fills or args.influx or args.decisions or args.json:
+        raise UserError("--pnl/--fills/--influx/--decisions/--json belong to `stratmon optimize replay`")
     from collector.optimize.job import optimize
     from collector.store.connect import open_writer
 
