@@ -10,7 +10,7 @@ import pytest
 
 from collector.model import NS
 from collector.optimize.allocation import allocation_suggestions, thompson_weights
-from collector.optimize.apply import Applier
+from collector.optimize.apply import Applier, Outcome
 from collector.optimize.evaluate import judge_canaries, judge_rules, paired_hurt_probability
 from collector.optimize.rules import OptimizationConfig
 from collector.optimize.suggest import DayStats
@@ -62,6 +62,20 @@ def _perverse(tmp_path: Path) -> OptimizationConfig:
     return OptimizationConfig.model_validate(data)
 
 
+def _double_trend_es(applier: Applier) -> Outcome:
+    """The perverse rule's change on day 20: trend_es to 2.0 (one step of 0.25 allowed)."""
+    return applier.propose(
+        "trend_es",
+        "*",
+        "size_multiplier",
+        2.0,
+        risk="low",
+        rule="double-the-losers",
+        reason="t",
+        now_ns=(D0 + 20) * DAY,
+    )
+
+
 def test_a_rule_that_hurts_is_disabled_against_its_exact_counterfactual(tmp_path: Path) -> None:
     config = _perverse(tmp_path)
     applier = Applier(config)
@@ -72,16 +86,7 @@ def test_a_rule_that_hurts_is_disabled_against_its_exact_counterfactual(tmp_path
         "trend_nq": _days(list(rng.normal(0.002, 0.004, days))),
         "trend_cl": _days(list(rng.normal(0.002, 0.004, days))),
     }
-    applied = applier.propose(
-        "trend_es",
-        "*",
-        "size_multiplier",
-        2.0,
-        risk="low",
-        rule="double-the-losers",
-        reason="t",
-        now_ns=(D0 + 20) * DAY,
-    )
+    applied = _double_trend_es(applier)
     assert applied.decision.applied and applied.decision.value == 1.25  # limited to one step
     # the traded history: trend_es at the new size from day 20 on
     traded = {k: list(v) for k, v in histories.items()}
@@ -106,16 +111,7 @@ def test_a_rule_that_helps_is_kept(tmp_path: Path) -> None:
     applier = Applier(config)
     rng = np.random.default_rng(4)
     histories = {name: _days(list(rng.normal(0.002, 0.004, 160))) for name in ("trend_es", "trend_nq", "trend_cl")}
-    applier.propose(
-        "trend_es",
-        "*",
-        "size_multiplier",
-        2.0,
-        risk="low",
-        rule="double-the-losers",
-        reason="t",
-        now_ns=(D0 + 20) * DAY,
-    )
+    _double_trend_es(applier)
     assert judge_rules(applier, histories, (D0 + 160) * DAY) == []
     assert applier.store.get("trend_es", "*", "size_multiplier", 1.0) == 1.25
 
