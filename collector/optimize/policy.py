@@ -423,15 +423,3 @@ def plan(config: OptimizationConfig, rule: OptimizationRule, prefix: Prefix, t: 
             "desk_sharpe": np.broadcast_to(m * math.sqrt(TRADING_DAYS), w.sr.shape),
         }
     return Plan(rule, targets, rows, w, eligible, ok, target, psr, evidence)
-
-
-def evaluate(
-    config: OptimizationConfig,
-    rule: OptimizationRule,
-    prefix: Prefix,
-    t: int,
-    current: Array,
-    trials: dict[int, list[float]] | None = None,
-) -> list[Proposal]:
-    """What `rule` proposes for the decision before row t (rows < t only), given the current values."""
-    return plan(config, rule, prefix, t).proposals(t, current, trials)
