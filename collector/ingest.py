@@ -28,7 +28,7 @@ from collector.store.lineproto import UniqueTimestamps, fill_line
 from collector.store.writer import Writer
 
 PROGRESS_MIN_LINES = 10_000
-KEY_BATCH = 5000  # fills per read of the stored keys they may clash with
+KEY_BATCH = 50_000  # fills per read of the stored keys they may clash with (a read scans the batch's time range)
 
 
 @dataclass
@@ -113,7 +113,7 @@ def ingest_files(
 
 def _ingest(settings: Settings, writer: Writer, intake: Intake, inputs: Inputs, show_progress: bool) -> None:
     """Fills in batches: realized PnL from the run's own FIFO books, keys checked against InfluxDB."""
-    engine = Engine(settings.capital.accounts, settings.capital.default, bust_window=settings.ingest.bust_window)
+    engine = Engine(bust_window=settings.ingest.bust_window, revalue=False)  # realized PnL per fill is all it needs
     reader = open_reader(settings)
     keys = FillKeys(UniqueTimestamps(), StoredKeys(reader))
     batch: list[tuple[Fill, float]] = []

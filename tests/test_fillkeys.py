@@ -87,3 +87,14 @@ def test_ingest_stores_realized_pnl_and_multiplier_that_reproduce_the_metrics(
     assert book["realized_pnl"] == pytest.approx(sum(frame["realized_pnl"]))
     assert book["equity"] == pytest.approx(0.0 - 5.0)
     assert book["volume"] == pytest.approx((2 * 5000 + 5010 + 4990) * 50)
+
+
+def test_batches_over_many_series_read_one_time_range(settings: Settings, reader: Reader, tmp_path: Path) -> None:
+    """More series than one request holds: the stored keys come from one scan (GROUP BY *), same result."""
+    ts = time.time_ns() // NS * NS - 60 * NS + 987_654_321
+    for run in ("a", "b"):
+        records = [fill(ts=ts, fill_id=f"{run}{i}", symbol=f"S{i}", qty=1) for i in range(300)]
+        assert ingest_files(settings, [str(write_jsonl(tmp_path / f"{run}.jsonl", records))]).written == 300
+    assert reader.query("SELECT count(qty) FROM fills")["count"].tolist() == [600]
+    ingest_files(settings, [str(tmp_path / "a.jsonl")])  # again: idempotent
+    assert reader.query("SELECT count(qty) FROM fills")["count"].tolist() == [600]

@@ -40,12 +40,15 @@ class Engine:
         default_capital: float = 1e6,
         day_basis: DayBasis = "trading",
         bust_window: int = 0,
+        revalue: bool = True,
     ) -> None:
         self.capital_by_account = dict(capital_by_account or {})
         self.default_capital = default_capital
         self.day_basis: DayBasis = day_basis  # which days are Sharpe/Sortino periods (engine/daily.py)
         # the last fills of each book, for busts and corrections (engine/revise.py); 0 = none kept
         self.log: BookLog | None = BookLog(bust_window) if bust_window > 0 else None
+        # False: positions and realized PnL per fill only (`stratmon ingest`): no series, marks or equity
+        self.revalue = revalue
         self.series: dict[tuple[str, str, str], Series] = {}
         self.books: dict[tuple[str, str], _Book] = {}
         self.marks: dict[str, float] = {}
@@ -69,6 +72,8 @@ class Engine:
             position = book.positions[symbol] = Position()
         old_q, old_c, was_open = position.q, position.c, bool(position.lots)
         realized, trip = position.apply(fill)
+        if not self.revalue:
+            return FillResult(realized, trip)
         dq, dc = position.q - old_q, position.c - old_c
         opened = bool(position.lots) - was_open  # +1 the book opened, -1 it went flat, else 0
         notional = fill.qty * fill.price * fill.multiplier

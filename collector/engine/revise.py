@@ -91,7 +91,7 @@ class BookLog:
 def _blank(engine: Engine) -> Engine:
     from collector.engine.engine import Engine
 
-    return Engine(engine.capital_by_account, engine.default_capital, engine.day_basis)
+    return Engine(engine.capital_by_account, engine.default_capital, engine.day_basis, revalue=engine.revalue)
 
 
 def revise(engine: Engine, event: Fill) -> Revision:
@@ -159,7 +159,7 @@ def _rebuild(engine: Engine, key: BookKey, fills: list[Fill]) -> list[tuple[Fill
     _revalue_book(engine, live)
     engine.touched.update(book.chain)
     anchor = fills[-1].symbol if fills else next(iter(engine.marks), None)
-    if anchor is not None:  # observe every chain series' equity now: a zero holding revalues to 0
+    if anchor is not None and engine.revalue:  # observe every chain series' equity now: a zero holding is 0
         engine._set_mark(anchor, engine.marks[anchor], engine.clock_ns, (), [(s, Holding()) for s in book.chain])
     return replayed
 
