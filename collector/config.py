@@ -171,6 +171,9 @@ class RunConfig(_Section):
     health_interval: float = Field(5.0, gt=0, le=3600, description="seconds between collector self-metric points")
     snapshot_interval: float = Field(5.0, gt=0, le=3600, description="seconds between engine checkpoints")
     timestamp_memory: int = Field(100_000, ge=1000, description="recent fill timestamps kept to keep them unique")
+    stored_fill_keys: bool = Field(
+        True, description="check fill point keys against InfluxDB (other writers); false: this process's memory only"
+    )
 
 
 RollupWidth = Literal["1m", "1h", "1d"]

@@ -203,7 +203,7 @@ class Collector:
     def _run(self, duration: float | None, started: Callable[[], None] | None) -> None:
         self.writer = open_writer(self.settings, block_when_full=True)
         self.reader = reader = open_reader(self.settings)
-        self.fill_keys = FillKeys(self.state.stamps, StoredKeys(reader))
+        self.fill_keys = FillKeys(self.state.stamps, StoredKeys(reader) if self.settings.run.stored_fill_keys else None)
         from collector.jobs.scheduler import start_scheduler
 
         scheduler = start_scheduler(self.settings, self.writer) if self.settings.jobs.enabled else None

@@ -88,10 +88,11 @@ class StoredKeys:
             try:
                 results = self.reader.raw(";".join(statement for _, statement in chunk))
             except QueryError as exc:
-                if "database not found" in str(exc):
-                    return found  # nothing stored yet; the first write creates it
+                if "database not found" in str(exc) or "not executed" in str(exc):
+                    return found  # no database yet (1.x answers several statements with "not executed")
                 if not self._warned:
-                    log.warning("cannot read stored fill keys (%s): fill timestamps de-clashed in memory only", exc)
+                    reason = str(exc).split(" (query: ")[0][:300]
+                    log.warning("cannot read stored fill keys (%s): fill timestamps de-clashed in memory only", reason)
                     self._warned = True
                 return found
             self._warned = False
