@@ -29,7 +29,7 @@ from collector.engine.engine import Engine
 from collector.run import state_data
 from collector.store.lineproto import UniqueTimestamps
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MAGIC = b"stratmon-checkpoint"
 
 

@@ -185,13 +185,17 @@ def engine_from(data: Data, capital_by_account: dict[str, float], default_capita
 
 # ---- timestamp memory --------------------------------------------------------------------------
 def stamps_data(stamps: UniqueTimestamps) -> Data:
-    return [[series, ts, fill_id] for (series, ts), fill_id in stamps._taken.items()]
+    """[[(series, ts), ...], [fill_id, ...]], oldest first: tuples serialize as arrays without a Python loop."""
+    return [list(stamps._taken), list(stamps._taken.values())]
 
 
 def stamps_from(data: Data, capacity: int) -> UniqueTimestamps:
     stamps = UniqueTimestamps(capacity)
+    keys, fill_ids = data
+    if len(keys) != len(fill_ids):
+        raise ValueError("timestamp memory: keys and fill ids differ in length")
     taken: OrderedDict[tuple[str, int], str] = OrderedDict()
-    for series, ts, fill_id in data[-capacity:]:
+    for (series, ts), fill_id in zip(keys[-capacity:], fill_ids[-capacity:], strict=True):
         taken[(str(series), _int(ts))] = str(fill_id)
     stamps._taken = taken
     return stamps
