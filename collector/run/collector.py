@@ -108,6 +108,7 @@ class Collector:
         self.error: BaseException | None = None
         self._pending: list[tuple[int, int]] = []  # (received_ns, fills) since the last durable flush
         self._done = threading.Event()
+        self.checkpoint_problem: str | None = None
         self._restarts: dict[str, tuple[float, str]] = {}  # failed source → (restart due, why)
         self._backoff: dict[str, tuple[float, float]] = {}  # source → (last backoff s, when it last failed)
 
@@ -161,6 +162,8 @@ class Collector:
             return f"failed: {self.error}"
         if self.writer.problem is not None:
             return f"writes paused: {self.writer.problem}"
+        if self.checkpoint_problem is not None:
+            return self.checkpoint_problem
         for name, (_, why) in list(self._restarts.items()):  # read from the intake thread
             return f"source {name} failed ({why}); restarting with backoff"
         for source in self.sources:
@@ -405,10 +408,19 @@ class Collector:
         started = time.perf_counter()
         self._write_fills(self._unwritten)
         self.writer.flush()  # everything the checkpoint covers must be durable first
-        self.state.seen_position = self.seen.durable_position()
-        if self.alerts is not None:
-            self.state.alerts = alerts_data(self.alerts.export_state())
-        size = checkpoint.save(self.snapshot_path, self.state)
+        try:  # a full state disk must not end the run: the previous checkpoint stays valid meanwhile
+            self.state.seen_position = self.seen.durable_position()
+            if self.alerts is not None:
+                self.state.alerts = alerts_data(self.alerts.export_state())
+            size = checkpoint.save(self.snapshot_path, self.state)
+        except OSError as exc:
+            if self.checkpoint_problem is None:
+                log.error("cannot write the checkpoint (%s); retrying at every interval", exc.strerror)
+            self.checkpoint_problem = f"cannot write the checkpoint: {exc.strerror}"
+            return
+        if self.checkpoint_problem is not None:
+            log.info("checkpoint written again")
+            self.checkpoint_problem = None
         for source in self.sources:
             if source.name in self.state.tokens:
                 source.checkpointed(self.state.tokens[source.name])

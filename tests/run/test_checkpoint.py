@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -20,6 +21,8 @@ from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
 from collector.run.collector import Collector
 from collector.sources.synthetic import synthetic_fills
 from collector.store.lineproto import UniqueTimestamps
+from tests.helpers import fill as fill_record
+from tests.run.conftest import running, wait_for, with_sources
 
 CAPITAL = {"ACC01": 2e6}
 
@@ -130,3 +133,17 @@ def test_a_directory_where_the_checkpoint_belongs_is_moved_aside(tmp_path: Path,
     collector = Collector(settings, sources=[])
     assert collector.counters.fills_in == 0 and not path.exists()
     assert len(list(path.parent.glob("checkpoint.json.damaged-*"))) == 1
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_end_the_run(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "fills.jsonl"
+    path.write_text("".join(json.dumps(fill_record(fill_id=f"c{i}")) + "\n" for i in range(20)))
+    collector = Collector(with_sources(settings, {"type": "file", "paths": [str(path)]}))
+    blocker = Path(settings.state_dir) / "collector" / "checkpoint.tmp"
+    blocker.mkdir(parents=True)  # where the checkpoint is written first: the write fails like on a full disk
+    with running(collector):
+        wait_for(lambda: "cannot write the checkpoint" in (collector.problem() or ""), 20, "the problem reported")
+        assert collector.counters.fills_in == 20  # the run goes on
+        blocker.rmdir()
+        wait_for(lambda: collector.problem() is None, 20, "a checkpoint written again")
+    assert (Path(settings.state_dir) / "collector" / "checkpoint.json").exists()
