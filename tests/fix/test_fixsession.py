@@ -132,3 +132,45 @@ def test_live_session_gives_the_same_fills_as_the_log(settings: Settings, reader
     finally:
         acceptor.stop.set()
         acceptor.server.close()
+
+
+def test_sequence_numbers_survive_a_restart_through_the_checkpoint(settings: Settings, reader: Reader) -> None:
+    """A restarted collector logs on with the persisted outgoing seq and expects the persisted incoming one."""
+    acceptor = Acceptor(split=3, lost=3)
+    source = {"type": "fix", "port": acceptor.port, "sender_comp_id": "DESK", "target_comp_id": "BROKER"}
+    run_settings = with_sources(settings, source)
+    try:
+        with running(Collector(run_settings)) as first:
+            wait_for(lambda: scalar(reader, "SELECT count(qty) FROM fills") == 4, 30, "four fills stored")
+        saved = first.state.tokens["fix"]
+    finally:
+        acceptor.stop.set()
+        acceptor.server.close()
+    server = socket.create_server(("127.0.0.1", 0))
+    logons: list[dict[int, str]] = []
+
+    def accept_once() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(5)
+        parser = simplefix.FixParser()
+        while (message := parser.get_message()) is None:
+            parser.append_buffer(conn.recv(65536))
+        logons.append({int(t): bytes(v).decode() for t, v in message.pairs})
+        conn.sendall(_admin("A", saved["in"], [(98, "0"), (108, "30")]))  # no gap: nothing to resend
+        while conn.recv(65536):
+            pass
+        conn.close()
+
+    thread = threading.Thread(target=accept_once, daemon=True)
+    thread.start()
+    data = run_settings.model_dump()
+    data["sources"][0]["port"] = server.getsockname()[1]
+    second = Collector(Settings(**data))
+    try:
+        with running(second):
+            wait_for(lambda: second.sources[0].logons == 1, 30, "the logon after the restart")  # type: ignore[attr-defined]
+            assert second.sources[0].next_in == saved["in"] + 1  # type: ignore[attr-defined]
+        assert logons[0][35] == "A" and int(logons[0][34]) == saved["out"]
+        assert scalar(reader, "SELECT count(qty) FROM fills") == 4  # nothing booked twice
+    finally:
+        server.close()
