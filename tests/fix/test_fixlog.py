@@ -124,3 +124,11 @@ def test_a_log_without_fix_messages_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no FIX messages"):
         detect_input_format(str(path), None)
     assert next(iter(iter_fix([b"not fix"], "x"))).skipped == "no FIX message on this line"
+
+
+def test_the_shipped_example_log_is_the_tested_day(settings: Settings) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "fix-dropcopy.log"
+    report = build_report(settings, [str(example)])
+    assert (report.accepted, report.rejected) == (7, 0)
+    book = report.levels("book")["book"][0]
+    assert book["realized_pnl"] == pytest.approx((3 * 11.0 + 19.5) * 50) and book["fills"] == 4
