@@ -332,6 +332,49 @@ def dead_letter_unwritable(root: Path, influx: InfluxdState, fills: int) -> Outc
     return case.outcome(set(ids))
 
 
+def state_disk_full(root: Path, influx: InfluxdState, fills: int) -> Outcome:
+    """The disk holding the state (intake journal, checkpoint, spool) fills up while clients post, then frees.
+
+    Needs the right to mount a tmpfs; elsewhere the fault is reported as skipped (nothing sent).
+    """
+    disk = root / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        print(f"disk-full: skipped (cannot mount a tmpfs: {mounted.stderr.decode().strip()})")
+        return Outcome("disk-full", set(), 0, set(), 0)
+    try:
+        case = Case(
+            root,
+            influx,
+            "disk-full",
+            [{"type": "http"}],
+            state_dir=str(disk / "state"),
+            spool={"dir": str(disk / "spool")},
+        )
+        ballast = disk / "ballast"
+        process = case.start()
+        case.wait(case.ready, 60, "the intake")
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        ballast.write_bytes(b"\0" * max(0, free - (1 << 20)))  # leave 1 MiB
+        acked: set[str] = set()
+        stop = threading.Event()
+        client = threading.Thread(target=_post_until, args=(case, acked, stop, "df"))
+        client.start()
+        case.wait(lambda: "No space left" in case.log.read_text(), 60, "the disk to fill up")
+        time.sleep(2)  # clients get 503 meanwhile
+        ballast.unlink()
+        time.sleep(3)
+        stop.set()
+        client.join()
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        case.settle(len(acked))
+        return case.outcome(acked)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 FAULTS: dict[str, Callable[[Path, InfluxdState, int], Outcome]] = {
     "http-kill9": http_kill9,
     "file-kill9": file_kill9,
@@ -339,6 +382,7 @@ FAULTS: dict[str, Callable[[Path, InfluxdState, int], Outcome]] = {
     "truncate-refill": file_truncate_refill,
     "corrupt-checkpoint": corrupted_checkpoint,
     "deadletter-unwritable": dead_letter_unwritable,
+    "disk-full": state_disk_full,
 }
 
 

@@ -94,6 +94,7 @@ class HttpSource(Source):
         self._position: Position | None = None
         self._commit = threading.Lock()  # journal order = queue order
         self.replaying = threading.Event()
+        self.journal_failing = False  # reported once until a write succeeds again
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._replayer: threading.Thread | None = None
@@ -185,8 +186,13 @@ class HttpSource(Source):
             try:
                 position = self.journal.append(entry)
             except OSError as exc:
-                log.error("intake %s: cannot write the journal (%s); answering 503", self.name, exc.strerror)
+                if not self.journal_failing:
+                    log.error("intake %s: cannot write the journal (%s); answering 503", self.name, exc.strerror)
+                self.journal_failing = True
                 return f"cannot make the records durable ({exc.strerror}); retry later"
+            if self.journal_failing:
+                log.info("intake %s: the journal is writable again", self.name)
+                self.journal_failing = False
             outlet.put(Batch(self.name, events, token=list(position)))  # False only when stopping: replayed then
         self.accepted += len(events)
         return None
@@ -209,7 +215,9 @@ class HttpSource(Source):
         return self._server is not None and self._server.started
 
     def problem(self) -> str | None:
-        return "replaying the intake journal" if self.replaying.is_set() else None
+        if self.replaying.is_set():
+            return "replaying the intake journal"
+        return "cannot write the intake journal (503 to every request)" if self.journal_failing else None
 
 
 def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
