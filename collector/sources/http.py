@@ -287,17 +287,20 @@ def build_app(source: HttpSource, outlet: Outlet, checker: Checker) -> FastAPI:
         accepted: list[RawRecord] = []
         rejected: list[dict[str, Any]] = []
         now_ns = time.time_ns()
-        for index, record in enumerate(records):
-            result: Fill | Mark | str | None = (
-                source.check_fill(checker, record, now_ns) if kind == "fills" else checker.mark(record, now_ns)
-            )
-            if result is None:
-                continue  # not a fill (a row the column map skips)
-            if isinstance(result, str):
-                rejected.append({"index": index, "error": result})
-            else:
-                events.append(result)
-                accepted.append(record)
+        try:
+            for index, record in enumerate(records):
+                result: Fill | Mark | str | None = (
+                    source.check_fill(checker, record, now_ns) if kind == "fills" else checker.mark(record, now_ns)
+                )
+                if result is None:
+                    continue  # not a fill (a row the column map skips)
+                if isinstance(result, str):
+                    rejected.append({"index": index, "error": result})
+                else:
+                    events.append(result)
+                    accepted.append(record)
+        except OSError as exc:  # a reject's dead letter could not be written (disk full): nothing accepted
+            return _busy(f"cannot write the dead-letter file ({exc.strerror}); retry later")
         if events and (busy := await run_in_threadpool(source.commit, outlet, kind, now_ns, client, accepted, events)):
             return _busy(busy)
         return JSONResponse({"accepted": len(events), "rejected": rejected, "errors": bool(rejected)})

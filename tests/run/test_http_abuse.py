@@ -6,6 +6,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -126,3 +127,23 @@ def test_deeply_nested_json_is_400(intake: tuple[str, int]) -> None:
     deep_field = '{"x": ' + "[" * 1000 + "]" * 1000 + "}"
     answer = requests.post(f"{url}/v1/fills", data=deep_field, headers=AUTH | {"Content-Type": "application/x-ndjson"})
     assert answer.status_code == 200 and answer.json()["accepted"] == 0  # one record, rejected with its reason
+
+
+def test_an_unwritable_dead_letter_file_is_503_not_500(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STRATMON_HTTP_TOKEN", TOKEN)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the dead-letter directory belongs")
+    collector = Collector(
+        with_sources(settings, {"type": "http", "port": 0}, ingest={"dead_letter": str(blocked / "dead.jsonl")})
+    )
+    with running(collector):
+        http = collector.sources[0]
+        assert isinstance(http, HttpSource)
+        url = f"http://127.0.0.1:{http.port}/v1/fills"
+        answer = requests.post(url, json=[fill(fill_id="ok"), {"ts": "bad"}], headers=AUTH)
+        assert answer.status_code == 503 and "dead-letter" in answer.json()["detail"]
+        blocked.unlink()
+        answer = requests.post(url, json=[fill(fill_id="ok"), {"ts": "bad"}], headers=AUTH)
+        assert answer.status_code == 200 and answer.json()["accepted"] == 1
