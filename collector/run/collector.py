@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 TAGS = ("level", "account", "strategy")
 RESTART_BACKOFF_MAX = 60.0
+CHECKPOINT_DUTY = 9.0  # wait at least this many times the last checkpoint's duration before the next
 
 
 def perf_line(row: dict[str, Any], ts_ns: int) -> str:
@@ -258,7 +259,8 @@ class Collector:
                     next_health = now + run.health_interval
                 if now >= next_snapshot:
                     self._checkpoint()
-                    next_snapshot = now + run.snapshot_interval
+                    # at most ~10% of the engine's time goes to checkpoints (a large state stretches the interval)
+                    next_snapshot = now + max(run.snapshot_interval, CHECKPOINT_DUTY * self.checkpoint_ms / 1000)
             if deadline is not None and now >= deadline:
                 break
 
