@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.config import SimulatorSourceConfig
+from collector.errors import UserError
 from collector.model import NS, Fill, Mark
 from collector.optimize.store import ParameterStore
 from collector.sources.base import Batch, Checker, Event, Outlet, Source
@@ -508,13 +509,16 @@ class SimulatorSource(Source):
             return
         try:
             mtime = path.stat().st_mtime_ns
-        except FileNotFoundError:
+        except OSError:
             return
         if mtime == self._parameters_mtime:
             return
         self._parameters_mtime = mtime
-        store = ParameterStore(path)
-
+        try:
+            store = ParameterStore(path)
+        except UserError as exc:  # a hand-edited store: keep trading on the last good one
+            log.warning("simulator %s keeps its previous parameters: %s", self.name, exc)
+            return
         self.sim.controls = store_controls(store)
 
     def start(self, outlet: Outlet, checker: Checker) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 
 from collector.config import SimulatorSourceConfig
 from collector.engine.engine import Engine
@@ -85,3 +86,17 @@ def test_rate_cap_slows_the_clock_to_about_max_rate() -> None:
     sim = Simulation(config, START)
     fills = sum(isinstance(e, Fill) for e in _run(sim, steps, dt=config.tick * source.speed))
     assert 0.7 * 500 < fills / (steps * config.tick) < 1.3 * 500
+
+
+def test_a_broken_parameter_store_keeps_the_previous_controls(tmp_path: Path) -> None:
+    from collector.optimize.store import ParameterStore
+
+    store_path = tmp_path / "parameters.json"
+    ParameterStore(store_path).set("trend_es", "*", "size_multiplier", 0.5)
+    source = SimulatorSource(_config(parameters_file=str(store_path)))
+    source._read_parameters()
+    controls = source.sim.controls
+    assert controls is not None and controls("trend_es", "ACC01").size == 0.5
+    store_path.write_text('{"parameters": {"trend_es": {"*": {"size_multiplier": NaN')  # half-written by hand
+    source._read_parameters()  # logged, not raised: the thread keeps running
+    assert source.sim.controls is controls
