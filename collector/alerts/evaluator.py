@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,9 +34,9 @@ from collector.alerts.rules import (
     _Rule,
 )
 from collector.engine import metrics
-from collector.engine.engine import Engine, FillResult
+from collector.engine.engine import BatchResult, Engine, FillResult
 from collector.engine.series import Series
-from collector.model import NS, Fill
+from collector.model import NS, Fill, Mark
 
 log = logging.getLogger(__name__)
 
@@ -325,10 +325,21 @@ class AlertEngine:
             ]
         return watches
 
-    def on_fill(self, fill: Fill, result: FillResult) -> list[AlertEvent]:
-        """Update the rules of the four series the fill changed; transitions happen at once."""
+    def on_batch(self, events: Sequence[Fill | Mark], result: BatchResult, clock_ns: int) -> list[AlertEvent]:
+        """The rules after a batch the engine has booked (`clock_ns`: the engine clock before it)."""
+        out: list[AlertEvent] = []
+        trips = result.trips
+        for index, event in enumerate(events):
+            clock_ns = max(clock_ns, event.ts)
+            if type(event) is Fill:
+                fill_result = FillResult(result.realized[index], trips.get(index))
+                out += self.on_fill(event, fill_result, clock_ns)
+        return out
+
+    def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
+        """Update the rules of the four series the fill changed; transitions happen at once (at event time `now`)."""
         engine = self.engine
-        now = engine.clock_ns
+        now = engine.clock_ns if now is None else now
         events: list[AlertEvent] = []
         for series in engine.books[(fill.account, fill.strategy)].chain:
             watches = self._watches(series)

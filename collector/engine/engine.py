@@ -7,7 +7,7 @@ Every series' equity is evaluated after each event that changes it (drawdown, da
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -25,6 +25,14 @@ _ZERO_Q = 1e-12  # aggregate quantities this close to zero are flat (float sums 
 class FillResult:
     realized_pnl: float
     round_trip: RoundTrip | None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What `on_events` did: realized PnL per event (0.0 for a mark) and the round trips, by event index."""
+
+    realized: list[float]
+    trips: dict[int, RoundTrip]
 
 
 @dataclass
@@ -127,6 +135,21 @@ class Engine:
             self.clock_ns = mark.ts
         self.streamed_marks.add(mark.symbol)
         self._set_mark(mark.symbol, mark.price, mark.ts, (), [])
+
+    def on_events(self, events: Sequence[Fill | Mark]) -> BatchResult:
+        """A batch of fills (action "fill") and marks, in order: the hot path of `run`."""
+        realized: list[float] = []
+        trips: dict[int, RoundTrip] = {}
+        for index, event in enumerate(events):
+            if type(event) is Fill:
+                result = self.on_fill(event)
+                realized.append(result.realized_pnl)
+                if result.round_trip is not None:
+                    trips[index] = result.round_trip
+            else:
+                self.on_mark(event)  # type: ignore[arg-type]
+                realized.append(0.0)
+        return BatchResult(realized, trips)
 
     def run(self, fills: Iterable[Fill]) -> None:
         for fill in fills:

@@ -27,7 +27,7 @@ from collector.engine.engine import Engine
 from collector.engine.revise import BookLog, RevisionError
 from collector.engine.series import Series
 from collector.errors import RunFailed, UserError
-from collector.model import Fill, FillValidator, event_json
+from collector.model import Fill, FillValidator, Mark, event_json
 from collector.quarantine import ensure_directory, quarantine
 from collector.revisions import apply_revision
 from collector.run import checkpoint
@@ -275,33 +275,43 @@ class Collector:
         self._checkpoint()
 
     def _process(self, batch: Batch) -> None:
-        engine, writer, seen, alerts = self.engine, self.writer, self.seen, self.alerts
-        assert writer is not None and self.fill_keys is not None
-        counters = self.counters
+        assert self.writer is not None and self.fill_keys is not None
+        seen, counters, booked = self.seen, self.counters, self._unwritten
         fills = 0
-        booked = self._unwritten
+        chunk: list[Fill | Mark] = []  # booked together: everything between two revisions
         for event in batch.events:
             if type(event) is Fill:
                 if not seen.add(event.account, event.fill_id):
                     counters.fills_duplicate += 1
                     continue
-                if event.action != "fill":  # a bust/correction: the fills before it are written first
+                if event.action != "fill":  # a bust/correction: the fills before it are booked and written first
+                    fills += self._book(chunk, booked, batch.received_ns)
+                    chunk = []
                     self._write_fills(booked)
                     self._revise(event, batch.source)
                     continue
-                result = engine.on_fill(event)
-                booked.append((event, result.realized_pnl))
-                fills += 1
-                if alerts is not None and (events := alerts.on_fill(event, result)):
-                    self._emit(events, batch.received_ns)
             else:
-                engine.on_mark(event)  # type: ignore[arg-type]
                 counters.marks_in += 1
+            chunk.append(event)
+        fills += self._book(chunk, booked, batch.received_ns)
         counters.fills_in += fills
         if batch.token is not None:
             self.state.tokens[batch.source] = batch.token
         self.latency.lag((time.perf_counter_ns() - batch.received_ns) / 1e6)
         self._pending.append((batch.received_ns, fills))
+
+    def _book(self, events: list[Fill | Mark], booked: list[tuple[Fill, float]], received_ns: int) -> int:
+        """Fills and marks through the engine and the alert rules; returns the number of fills."""
+        if not events:
+            return 0
+        clock = self.engine.clock_ns
+        result = self.engine.on_events(events)
+        realized = result.realized
+        fills = [(event, realized[i]) for i, event in enumerate(events) if isinstance(event, Fill)]
+        booked += fills
+        if self.alerts is not None and (alerts := self.alerts.on_batch(events, result, clock)):
+            self._emit(alerts, received_ns)
+        return len(fills)
 
     def _write_fills(self, booked: list[tuple[Fill, float]]) -> None:
         """`fills` points with keys checked against InfluxDB (one read per call: per flush, not per batch)."""
