@@ -1,218 +1,297 @@
-"""`stratmon report --html OUT.html`: one self-contained page with plots, for people away from Grafana.
+"""`stratmon report --html OUT.html`: a self-contained tear sheet (quantstats-like) for the portfolio,
+accounts and strategies.
 
-Equity and drawdown of the portfolio, accounts and strategies, a daily PnL heatmap per strategy,
-the strategy ranking, and the timeline of alerts (evaluated with rules/alerts.yaml over the same
-fills) and applied changes. Plots are inline SVG drawn by matplotlib: no scripts, no network.
+Header (period, capital base, day basis); headline statistics per portfolio and account, and per
+strategy; cumulative return with alerts and applied changes; underwater chart in % of peak NAV and
+the five worst drawdowns; rolling Sharpe and volatility; the daily-return histogram; monthly
+returns; the strategies' correlation matrix, equity, daily PnL and underwater heatmaps; the alert
+and change timeline; per account and strategy, monthly returns and worst drawdowns. The numbers
+come from collector/tearsheet_summary.py; this module only formats them. No scripts, no network.
 """
 
 from __future__ import annotations
 
 import html
-import io
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
-import numpy as np
-
-from collector.alerts.evaluator import AlertEngine, AlertEvent
-from collector.alerts.rules import AlertRules, load_rules
-from collector.config import Settings
-from collector.engine.engine import Engine, FillResult
-from collector.engine.series import ALL, Series
-from collector.model import NS, Fill, Mark
+from collector.model import NS
 from collector.report import Report
+from collector.tearsheet_history import Change, History, history_for
+from collector.tearsheet_plots import (
+    correlation_plot,
+    cumulative_plot,
+    histogram_plot,
+    rolling_plot,
+    strategy_days,
+    strategy_equity_plot,
+    strategy_heatmaps,
+    timeline_plot,
+    underwater_plot,
+)
+from collector.tearsheet_stats import monthly_returns
+from collector.tearsheet_summary import Summary, summaries
 
-HOUR_NS = 3600 * NS
-HIGHLIGHTED = 5  # best and worst strategies drawn in colour, the rest grey
+__all__ = ["History", "history_for", "render_html", "write_html"]
 
-
-@dataclass
-class History:
-    """Hourly samples of equity and drawdown for the portfolio, accounts and strategies."""
-
-    samples: dict[tuple[str, str, str], dict[int, tuple[float, float]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-    rules: AlertRules | None = None
-    alerts: AlertEngine | None = None
-    events: list[AlertEvent] = field(default_factory=list)
-
-    def __call__(self, engine: Engine, event: Fill | Mark, result: FillResult | None) -> None:
-        if self.alerts is None and self.rules is not None:
-            self.alerts = AlertEngine(self.rules, engine, log_events=False)
-        hour = event.ts // HOUR_NS
-        if isinstance(event, Fill):
-            chain: tuple[Series, ...] = engine.books[(event.account, event.strategy)].chain[1:]  # not the book
-            if self.alerts is not None and result is not None:
-                self.events += self.alerts.on_fill(event, result)
-        else:
-            chain = (engine.portfolio,)
-        for series in chain:
-            self.samples[series.key][hour] = (series.equity, series.peak - series.equity)
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+DASH = "–"
 
 
-def _svg(figure: Any) -> str:
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(figure)
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
+def _pct(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{100 * value:,.{digits}f}%"
 
 
-def _when(ts_ns: int) -> float:
-    """matplotlib's date number of an epoch-ns time."""
-    return float(mdates.date2num(datetime.fromtimestamp(ts_ns / NS, UTC)))  # type: ignore[no-untyped-call]
+def _num(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
 
 
-def _times(points: dict[int, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    hours = sorted(points)
-    values = np.array([points[h] for h in hours])
-    return np.array([_when(h * HOUR_NS) for h in hours]), values[:, 0], values[:, 1]
+def _money(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.0f}"
 
 
-def _style(axis: Any, title: str) -> None:
-    axis.set_title(title, loc="left", fontsize=11)
-    axis.grid(alpha=0.3)
-    axis.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))  # type: ignore[no-untyped-call]
+def _date(ts_ns: int | None) -> str:
+    return DASH if ts_ns is None else datetime.fromtimestamp(ts_ns / NS, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def portfolio_plot(history: History) -> str:
-    times, equity, drawdown = _times(history.samples[("portfolio", ALL, ALL)])
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, height_ratios=[3, 1])
-    top.plot(times, equity, color="#1f77b4")
-    _style(top, "Portfolio equity")
-    bottom.fill_between(times, -drawdown, color="#d62728", alpha=0.5)
-    _style(bottom, "Drawdown")
-    return _svg(figure)
+class Formatter:
+    """Turns a summary's figures into table cells; says why a ratio is missing when the sample is too small."""
+
+    def __init__(self, min_days: int | None, min_trips: int | None) -> None:
+        self.min_days, self.min_trips = min_days, min_trips
+
+    def _days_ratio(self, s: Summary, name: str) -> str:
+        value = s.row.get(name)
+        if value is not None:
+            return _num(value)
+        if self.min_days and len(s.returns.values) < self.min_days:
+            return f"n/a (fewer than {self.min_days} days)"
+        return "n/a"
+
+    def _trips_ratio(self, s: Summary, name: str, percent: bool) -> str:
+        value = s.row.get(name)
+        if value is not None:
+            return _pct(value, 1) if percent else _num(value)
+        if self.min_trips and s.row["trades"] < self.min_trips:
+            return f"n/a (fewer than {self.min_trips} round trips)"
+        return "n/a"
+
+    def metrics(self) -> list[tuple[str, Callable[[Summary], str]]]:
+        """(label, cell) of every headline statistic, in the quantstats order."""
+        return [
+            ("Start", lambda s: _date(s.start_ns)),
+            ("End", lambda s: _date(s.end_ns)),
+            ("Periods (days)", lambda s: str(len(s.returns.values))),
+            ("Capital base", lambda s: _money(s.returns.capital)),
+            ("NAV", lambda s: _money(s.returns.capital + s.row["equity"])),
+            ("Equity (net PnL)", lambda s: _money(s.row["equity"])),
+            ("Cumulative return", lambda s: _pct(s.row["return_cum"])),
+            ("CAGR", lambda s: _pct(s.cagr)),
+            ("Volatility (ann.)", lambda s: _pct(s.volatility)),
+            ("Sharpe", lambda s: self._days_ratio(s, "sharpe")),
+            ("Sortino", lambda s: self._days_ratio(s, "sortino")),
+            ("Calmar", lambda s: _num(s.calmar)),
+            ("Max drawdown", lambda s: f"{_pct(s.max_drawdown_pct)} ({_money(s.row['max_drawdown'])})"),
+            ("Max drawdown duration (days)", lambda s: _num(s.max_drawdown_days, 1)),
+            ("Longest drawdown (days)", lambda s: _num(s.longest_drawdown_days, 1)),
+            ("Skew", lambda s: _num(s.skew)),
+            ("Kurtosis (excess)", lambda s: _num(s.kurtosis)),
+            ("Daily VaR 95%", lambda s: _pct(s.var)),
+            ("Daily CVaR 95%", lambda s: _pct(s.cvar)),
+            ("Best day", lambda s: _pct(s.best)),
+            ("Worst day", lambda s: _pct(s.worst)),
+            ("Round trips", lambda s: f"{s.row['trades']:,}"),
+            ("Win rate", lambda s: self._trips_ratio(s, "win_rate", True)),
+            ("Profit factor", lambda s: self._trips_ratio(s, "profit_factor", False)),
+            ("Exposure (days at risk)", lambda s: _pct(s.exposure, 0)),
+            ("Gross exposure now", lambda s: _money(s.row["gross_exposure"])),
+            ("Turnover (× capital a year)", lambda s: _num(s.turnover, 1)),
+            ("Fees", lambda s: f"{_money(s.row['fees'])} ({_pct(s.row['fees'] / s.returns.capital, 3)})"),
+            ("Slippage (bps, cost > 0)", lambda s: _num(s.row["slippage_bps_avg"])),
+            ("Slippage cost", lambda s: _money(s.slippage_cost)),
+        ]
 
 
-def level_plot(history: History, level: str, ranking: list[str]) -> str:
-    figure, axis = plt.subplots(figsize=(11, 4.5))
-    keys = sorted(k for k in history.samples if k[0] == level)
-    name_index = 1 if level == "account" else 2
-    shown = set(ranking[:HIGHLIGHTED] + ranking[-HIGHLIGHTED:]) if level == "strategy" else None
-    for key in keys:
-        times, equity, _ = _times(history.samples[key])
-        name = key[name_index]
-        if shown is None or name in shown:
-            axis.plot(times, equity, label=name, linewidth=1.2)
-        else:
-            axis.plot(times, equity, color="#bbbbbb", linewidth=0.6)
-    _style(axis, f"Equity by {level}" + (" (best and worst five in colour)" if shown else ""))
-    axis.legend(fontsize=7, ncol=2, loc="upper left")
-    return _svg(figure)
+def _cells(tag: str, values: list[str], css: str = "") -> str:
+    attr = f" class='{css}'" if css else ""
+    return "<tr>" + "".join(f"<{tag}{attr}>{html.escape(v)}</{tag}>" for v in values) + "</tr>"
 
 
-def heatmap(history: History) -> str:
-    keys = sorted(k for k in history.samples if k[0] == "strategy")
-    days = sorted({h // 24 for key in keys for h in history.samples[key]})
-    grid = np.zeros((len(keys), len(days)))
-    for row, key in enumerate(keys):
-        closes: dict[int, float] = {}
-        for hour, (equity, _) in sorted(history.samples[key].items()):
-            closes[hour // 24] = equity
-        previous = 0.0
-        for column, day in enumerate(days):
-            close = closes.get(day, previous)
-            grid[row, column] = close - previous
-            previous = close
-    figure, axis = plt.subplots(figsize=(11, max(3.0, 0.22 * len(keys))))
-    limit = float(np.abs(grid).max()) or 1.0
-    image = axis.imshow(grid, aspect="auto", cmap="RdYlGn", vmin=-limit, vmax=limit)
-    axis.set_yticks(range(len(keys)), [k[2] for k in keys], fontsize=7)
-    labels = [datetime.fromtimestamp(d * 86400, UTC).strftime("%m-%d") for d in days]
-    axis.set_xticks(range(len(days)), labels, fontsize=7, rotation=90)
-    axis.set_title("Daily PnL by strategy", loc="left", fontsize=11)
-    figure.colorbar(image, ax=axis, label="PnL")
-    return _svg(figure)
+def metrics_table(columns: list[Summary], formatter: Formatter) -> str:
+    """Statistics as rows, series as columns (the quantstats key-metrics layout)."""
+    head = _cells("th", ["", *(s.name for s in columns)])
+    body = "".join(_cells("td", [label, *(cell(s) for s in columns)]) for label, cell in formatter.metrics())
+    return f"<table class='metrics'><thead>{head}</thead><tbody>{body}</tbody></table>"
 
 
-def ranking_plot(rows: list[dict[str, Any]]) -> str:
-    ordered = sorted(rows, key=lambda r: r["equity"])
-    figure, axis = plt.subplots(figsize=(11, max(3.0, 0.22 * len(ordered))))
-    colors = ["#2ca02c" if r["equity"] >= 0 else "#d62728" for r in ordered]
-    axis.barh([r["strategy"] for r in ordered], [r["equity"] for r in ordered], color=colors)
-    axis.tick_params(axis="y", labelsize=7)
-    axis.set_title("Strategy ranking by equity", loc="left", fontsize=11)
-    axis.grid(alpha=0.3, axis="x")
-    return _svg(figure)
+STRATEGY_COLUMNS = (
+    "Equity (net PnL)",
+    "Cumulative return",
+    "CAGR",
+    "Volatility (ann.)",
+    "Sharpe",
+    "Sortino",
+    "Calmar",
+    "Max drawdown",
+    "Skew",
+    "Daily VaR 95%",
+    "Best day",
+    "Worst day",
+    "Round trips",
+    "Win rate",
+    "Profit factor",
+    "Exposure (days at risk)",
+    "Turnover (× capital a year)",
+    "Fees",
+    "Slippage cost",
+)
 
 
-def timeline_plot(events: list[AlertEvent], changes: list[tuple[int, str]]) -> str:
-    figure, axis = plt.subplots(figsize=(11, 3.5))
-    firing = [e for e in events if e.state == "firing"]
-    rules = sorted({e.rule.name for e in firing}) + (["applied changes"] if changes else [])
-    colors = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
-    for event in firing:
-        axis.scatter(_when(event.ts_ns), rules.index(event.rule.name), color=colors[event.rule.severity], s=14)
-    for ts, _ in changes:
-        axis.scatter(_when(ts), rules.index("applied changes"), marker="D", color="k")
-    axis.set_yticks(range(len(rules)), rules, fontsize=7)
-    _style(axis, f"Alerts fired ({len(firing)}) and applied changes ({len(changes)})")
-    if not rules:
-        axis.text(0.5, 0.5, "no alerts fired and no changes applied", ha="center", transform=axis.transAxes)
-    return _svg(figure)
+def strategy_table(strategies: list[Summary], formatter: Formatter) -> str:
+    """One row per strategy, ranked by equity."""
+    cells = dict(formatter.metrics())
+    ranked = sorted(strategies, key=lambda s: s.row["equity"], reverse=True)
+    head = _cells("th", ["strategy", *STRATEGY_COLUMNS])
+    body = "".join(_cells("td", [s.name, *(cells[c](s) for c in STRATEGY_COLUMNS)]) for s in ranked)
+    return f"<div class='wide'><table class='strategies'><thead>{head}</thead><tbody>{body}</tbody></table></div>"
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return ""
-        return f"{value:,.2f}" if isinstance(value, float) else html.escape(str(value))
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _shade(value: float, limit: float) -> str:
+    """Green for gains, red for losses, stronger with size (the quantstats monthly heatmap colours)."""
+    strength = min(1.0, abs(value) / limit) if limit > 0 else 0.0
+    color = "44,160,44" if value >= 0 else "214,39,40"
+    return f"background:rgba({color},{0.12 + 0.6 * strength:.2f})"
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:15px;
-margin-top:28px}table{border-collapse:collapse;font-size:12px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;
-text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:8px 0}svg{max-width:100%;height:auto}"""
+def monthly_table(summary: Summary) -> str:
+    """Years × months of Σ daily returns (% of capital), with the year's total."""
+    months = monthly_returns(summary.returns.days, summary.returns.values)
+    limit = max((abs(v) for year in months.values() for v in year.values()), default=0.0)
+    head = _cells("th", ["year", *MONTHS, "year"])
+    rows = []
+    for year in sorted(months):
+        cells = [f"<td>{year}</td>"]
+        for month in range(1, 13):
+            value = months[year].get(month)
+            cells.append("<td></td>" if value is None else f"<td style='{_shade(value, limit)}'>{_pct(value)}</td>")
+        cells.append(f"<td><b>{_pct(sum(months[year].values()))}</b></td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='monthly'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def render_html(report: Report, history: History, changes: list[tuple[int, str]] | None = None) -> str:
-    levels = report.levels()
-    strategies = levels["strategy"]
-    ranking = [r["strategy"] for r in sorted(strategies, key=lambda r: r["equity"], reverse=True)]
-    portfolio = levels["portfolio"][0] if levels["portfolio"] else {}
-    columns = ["strategy", "equity", "max_drawdown", "trades", "win_rate", "profit_factor", "sharpe", "sortino"]
-    summary = (
-        f"{report.accepted:,} fills ({report.rejected} rejected, {report.duplicates} duplicates), "
-        f"portfolio equity {portfolio.get('equity', 0):,.0f}, max drawdown {portfolio.get('max_drawdown', 0):,.0f}, "
-        f"Sharpe {portfolio.get('sharpe') or float('nan'):.2f}"
-    )
-    sections = [
-        ("Portfolio", portfolio_plot(history)),
-        ("Accounts", level_plot(history, "account", [])),
-        ("Strategies", level_plot(history, "strategy", ranking)),
-        ("Daily PnL", heatmap(history)),
-        ("Ranking", ranking_plot(strategies)),
-        ("Alerts and changes", timeline_plot(history.events, changes or [])),
+def drawdown_table(summary: Summary) -> str:
+    """The five worst drawdowns: start, trough, recovery, depth (% of peak NAV and currency), duration."""
+    head = _cells("th", ["#", "start", "trough", "recovery", "depth", "depth (currency)", "days"])
+    rows = [
+        _cells(
+            "td",
+            [
+                str(rank),
+                _date(d.start_ns),
+                _date(d.trough_ns),
+                _date(d.end_ns) if d.end_ns is not None else "not recovered",
+                _pct(d.fraction(summary.returns.capital)),
+                _money(d.depth),
+                _num(d.days(summary.end_ns), 1),
+            ],
+        )
+        for rank, d in enumerate(summary.drawdowns, 1)
     ]
-    figures = "".join(f"<h2>{title}</h2><figure>{svg}</figure>" for title, svg in sections)
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if not rows:
+        rows = ["<tr><td colspan='7'>no drawdown</td></tr>"]
+    return f"<table class='drawdowns'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def alerts_table(history: History, changes: list[Change]) -> str:
+    """How often each rule fired, and the applied changes."""
+    fired = Counter((e.rule.name, e.rule.severity) for e in history.events if e.state == "firing")
+    rows = [_cells("td", [name, severity, str(count)]) for (name, severity), count in fired.most_common()]
+    rows += [_cells("td", [change.label, "change", _date(change.ts_ns)]) for change in changes]
+    if not rows:
+        rows = ["<tr><td colspan='3'>no alerts fired and no changes applied</td></tr>"]
+    head = _cells("th", ["rule / change", "severity", "fired / when"])
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _details(summary: Summary, level: str) -> str:
     return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>stratmon report</title>"
-        f"<style>{CSS}</style></head><body><h1>stratmon report</h1><p>{html.escape(summary)}. "
-        f"Generated {generated}.</p>{figures}<h2>Strategies</h2>{_table(strategies, columns)}</body></html>\n"
+        f"<details><summary>{html.escape(level)} {html.escape(summary.name)}: "
+        f"return {_pct(summary.row['return_cum'])}, max drawdown {_pct(summary.max_drawdown_pct)}</summary>"
+        f"<h4>Monthly returns</h4>{monthly_table(summary)}<h4>Worst drawdowns</h4>{drawdown_table(summary)}</details>"
     )
 
 
-def history_for(settings: Settings) -> History:
-    """A recorder that also evaluates the configured alert rules over the report's fills."""
-    history = History()
-    if settings.alerts.enabled and Path(settings.alerts.rules).exists():
-        history.rules = load_rules(settings.alerts.rules)
-    return history
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}h1{font-size:20px}
+h2{font-size:16px;margin-top:30px;border-bottom:1px solid #ccc}h3{font-size:14px}h4{font-size:12px;margin:8px 0 2px}
+table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{padding:3px 8px;border-bottom:1px solid #e4e4e4;
+text-align:right;white-space:nowrap}td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}
+figure{margin:8px 0}svg{max-width:100%;height:auto}.wide{overflow-x:auto}.header td{text-align:left}
+details{margin:4px 0;font-size:12px}summary{cursor:pointer}"""
+
+
+def _figure(svg: str) -> str:
+    return f"<figure>{svg}</figure>"
+
+
+def render_html(report: Report, history: History) -> str:
+    """The whole page."""
+    engine = report.engine
+    levels = summaries(engine, history)
+    if not levels["portfolio"]:
+        return (
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>stratmon tear sheet</title></head>"
+            "<body><h1>stratmon tear sheet</h1><p>No fills were accepted: nothing to show.</p></body></html>\n"
+        )
+    portfolio = levels["portfolio"][0]
+    accounts, strategies = levels["account"], levels["strategy"]
+    formatter = Formatter(history.min_days, history.min_round_trips)
+    changes = history.changes(portfolio.start_ns, portfolio.end_ns)
+    paths = history.paths
+    basis = engine.day_basis
+    header = [
+        ("Period", f"{_date(portfolio.start_ns)} → {_date(portfolio.end_ns)} UTC"),
+        ("Periods", f"{len(portfolio.returns.values)} {basis} days ({portfolio.returns.periods_per_year} a year)"),
+        ("Capital base", f"{_money(portfolio.returns.capital)} ({len(accounts)} accounts)"),
+        (
+            "Day basis",
+            f"{basis}: returns = daily change of equity / capital base, √{portfolio.returns.periods_per_year}",
+        ),
+        ("Fills", f"{report.accepted:,} accepted, {report.rejected:,} rejected, {report.duplicates:,} duplicates"),
+        ("Strategies", f"{len(strategies)}"),
+        ("Generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    header_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in header)
+    days, grid = strategy_days(strategies, paths)
+    pnl_heatmap, underwater_heatmap = strategy_heatmaps(strategies, days, grid)
+    sections = [
+        ("Key metrics: portfolio and accounts", metrics_table([portfolio, *accounts], formatter)),
+        ("Cumulative return", _figure(cumulative_plot(portfolio, accounts, paths, history.events, changes))),
+        ("Drawdowns", _figure(underwater_plot(portfolio, paths[portfolio.series.key])) + drawdown_table(portfolio)),
+        ("Monthly returns (portfolio, % of capital)", monthly_table(portfolio)),
+        ("Rolling Sharpe and volatility", _figure(rolling_plot([portfolio, *accounts]))),
+        ("Daily returns", _figure(histogram_plot(portfolio))),
+        ("Strategies", strategy_table(strategies, formatter)),
+        ("Strategy correlation", _figure(correlation_plot(strategies, portfolio.returns.days))),
+        ("Strategy equity", _figure(strategy_equity_plot(strategies, days, grid))),
+        ("Daily PnL by strategy", _figure(pnl_heatmap)),
+        ("Underwater by strategy", _figure(underwater_heatmap)),
+        (
+            "Alerts and applied changes",
+            _figure(timeline_plot(history.events, changes)) + alerts_table(history, changes),
+        ),
+        (
+            "Accounts and strategies in detail",
+            "".join(_details(s, "account") for s in accounts) + "".join(_details(s, "strategy") for s in strategies),
+        ),
+    ]
+    body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>stratmon tear sheet</title>"
+        f"<style>{CSS}</style></head><body><h1>stratmon tear sheet</h1>"
+        f"<table class='header'>{header_rows}</table>{body}</body></html>\n"
+    )
 
 
 def write_html(path: Path, report: Report, history: History) -> None:

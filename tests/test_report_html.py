@@ -1,55 +1,270 @@
-"""`stratmon report --html`: a self-contained page whose plots really render in headless Chromium."""
+"""`stratmon report --html`: the tear sheet's figures are the engine's, and every plot renders in headless Chromium."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import math
+import os
 import re
+import select
 import shutil
 import subprocess
-import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image
+import numpy as np
+import pandas as pd
 import pytest
 
+from collector.cli import main
+from collector.config import Settings
+from collector.engine.series import Series
+from collector.report import Report, build_report
+from collector.report_html import history_for, render_html
 from collector.sources.synthetic import synthetic_fills, write_jsonl
+from collector.tearsheet_history import History
+from collector.tearsheet_summary import Summary, summaries
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+OUTPUT = Path(__file__).resolve().parents[1] / "build" / "test-output"  # the screenshot, kept after the run
+FIGURES = 9  # cumulative, underwater, rolling, histogram, correlation, strategy equity, two heatmaps, timeline
+Z_05 = -1.6448536269514722  # standard normal 5% quantile
+
+
+@dataclass
+class Sheet:
+    report: Report
+    history: History
+    levels: dict[str, list[Summary]]
+    page: Path
+
+
+@pytest.fixture(scope="module")
+def sheet(tmp_path_factory: pytest.TempPathFactory) -> Sheet:
+    """A 31-strategy, 4-account desk over ~100 days (2,500 fills an hour apart), rendered once."""
+    tmp = tmp_path_factory.mktemp("tearsheet")
+    fills = tmp / "fills.jsonl"
+    write_jsonl(str(fills), synthetic_fills(2500, seed=5, step_ns=3600 * 10**9))
+    settings = Settings()
+    history = history_for(settings)
+    report = build_report(settings, [str(fills)], dead_letter=tmp / "dead.jsonl", observers=[history])
+    page = tmp / "report.html"
+    page.write_text(render_html(report, history), encoding="utf-8")
+    return Sheet(report, history, summaries(report.engine, history), page)
+
+
+def _all(sheet: Sheet) -> list[Summary]:
+    return [s for level in ("portfolio", "account", "strategy") for s in sheet.levels[level]]
+
+
+def test_every_series_has_a_summary(sheet: Sheet) -> None:
+    rows = sheet.report.levels()
+    assert [s.name for s in sheet.levels["account"]] == [r["account"] for r in rows["account"]]
+    assert [s.name for s in sheet.levels["strategy"]] == [r["strategy"] for r in rows["strategy"]]
+    assert len(sheet.levels["portfolio"]) == 1 and len(sheet.levels["strategy"]) == 31
+
+
+def _engine_row(sheet: Sheet, series: Series) -> dict[str, Any]:
+    return sheet.report.engine.row(series)
+
+
+def test_ratios_and_drawdown_are_the_engines(sheet: Sheet) -> None:
+    """Sharpe, Sortino and max drawdown are the engine rows'; the daily returns reproduce them independently."""
+    checked = 0
+    for summary in _all(sheet):
+        row = _engine_row(sheet, summary.series)
+        assert summary.row == row
+        r = summary.returns.values
+        assert r.sum() * summary.returns.capital == pytest.approx(row["equity"], rel=1e-9, abs=1e-6)
+        if row["sharpe"] is not None:
+            assert r.mean() / r.std(ddof=1) * math.sqrt(252) == pytest.approx(row["sharpe"], rel=1e-7)
+            downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+            assert r.mean() / downside * math.sqrt(252) == pytest.approx(row["sortino"], rel=1e-7)
+            checked += 1
+        tracked = sheet.history.paths[summary.series.key].drawdowns.max_depth()
+        assert tracked == pytest.approx(row["max_drawdown"], rel=1e-9, abs=1e-6)
+        if row.get("max_drawdown_pct") is not None:
+            assert summary.max_drawdown_pct == row["max_drawdown_pct"]
+    assert checked >= 30  # not vacuous: the sample is long enough for Sharpe almost everywhere
+
+
+def test_distribution_figures_match_an_independent_computation(sheet: Sheet) -> None:
+    """CAGR, volatility, skew, kurtosis, VaR, CVaR, best/worst day against pandas and the quantstats formulas."""
+    for summary in _all(sheet):
+        r = pd.Series(summary.returns.values)
+        years = len(r) / 252
+        nav_growth = (summary.returns.capital + summary.row["equity"]) / summary.returns.capital
+        assert summary.cagr == pytest.approx(nav_growth ** (1 / years) - 1, rel=1e-9)
+        assert summary.volatility == pytest.approx(r.std() * math.sqrt(252), rel=1e-9)
+        assert summary.skew == pytest.approx(r.skew(), rel=1e-6)
+        assert summary.kurtosis == pytest.approx(r.kurt(), rel=1e-6)
+        var = r.mean() + Z_05 * r.std()
+        assert summary.var == pytest.approx(var, rel=1e-9)
+        assert summary.cvar == pytest.approx(r[r < var].mean() if (r < var).any() else var, rel=1e-9)
+        assert (summary.best, summary.worst) == (r.max(), r.min())
+        assert summary.exposure == pytest.approx((r != 0).mean())
+
+
+def _metric_cells(page: str, label: str) -> list[str]:
+    match = re.search(rf"<tr><td>{re.escape(label)}</td>((?:<td>[^<]*</td>)+)</tr>", page)
+    assert match, label
+    return re.findall(r"<td>([^<]*)</td>", match.group(1))
+
+
+def test_page_prints_the_engine_numbers(sheet: Sheet) -> None:
+    page = sheet.page.read_text()
+    columns = [sheet.levels["portfolio"][0], *sheet.levels["account"]]
+    sharpe, sortino = _metric_cells(page, "Sharpe"), _metric_cells(page, "Sortino")
+    drawdown = _metric_cells(page, "Max drawdown")
+    for index, summary in enumerate(columns):
+        assert sharpe[index] == f"{summary.row['sharpe']:,.2f}"
+        assert sortino[index] == f"{summary.row['sortino']:,.2f}"
+        assert drawdown[index].endswith(f"({summary.row['max_drawdown']:,.0f})")
+        assert summary.max_drawdown_pct is not None
+        assert drawdown[index].startswith(f"{100 * summary.max_drawdown_pct:,.2f}%")
+    portfolio = columns[0]
+    assert portfolio.cagr is not None
+    assert f"<tr><td>CAGR</td><td>{100 * portfolio.cagr:,.2f}%</td>" in page
+    assert page.count("<tr><td>1</td>") >= 1 + 35  # worst-drawdown tables: portfolio, accounts, strategies
+    assert "<th>Jan</th>" in page and "Capital base" in page and "trading days" in page
+    assert "<script" not in page and not re.search(r"""(src|href)=["']?https?://""", page)  # self-contained
+
+
+def test_cli_writes_the_page_and_explains_missing_ratios(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three days of fills through `stratmon report --html`: Sharpe and Sortino are n/a with the reason."""
+    for name in [k for k in os.environ if k.startswith("STRATMON_")]:
+        monkeypatch.delenv(name)
+    fills = tmp_path / "fills.jsonl"
+    write_jsonl(str(fills), synthetic_fills(300, seed=2, step_ns=900 * 10**9))
+    page = tmp_path / "short.html"
+    status = main(["report", str(fills), "--html", str(page), "--dead-letter", str(tmp_path / "dead.jsonl")])
+    assert status == 0 and f"wrote {page}" in capsys.readouterr().err
+    text = page.read_text()
+    min_days = Settings().metrics.min_days
+    assert _metric_cells(text, "Sharpe")[0] == f"n/a (fewer than {min_days} days)"
+    assert _metric_cells(text, "Sortino")[0] == f"n/a (fewer than {min_days} days)"
+    assert text.count("<svg") == FIGURES
+
+
+class DevTools:
+    """Chromium over --remote-debugging-pipe (the DevTools protocol: NUL-separated JSON on fds 3 and 4)."""
+
+    def __init__(self, chromium: str) -> None:
+        to_child, self._to_browser = os.pipe()
+        self._from_browser, from_child = os.pipe()
+
+        def wire() -> None:
+            os.dup2(to_child, 3)
+            os.dup2(from_child, 4)
+
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-pipe"]
+        self.process = subprocess.Popen(
+            [chromium, *flags, "about:blank"],
+            preexec_fn=wire,
+            pass_fds=(3, 4),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_child)
+        os.close(from_child)
+        self._buffer = b""
+        self._next = 0
+        self.session: str | None = None
+
+    def call(self, method: str, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+        if self.session is not None:
+            message["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._next:
+                    assert "error" not in reply, reply
+                    return dict(reply["result"])
+            ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no DevTools answer to {method} in {timeout} s"
+            chunk = os.read(self._from_browser, 1 << 20)
+            assert chunk, "chromium exited"
+            self._buffer += chunk
+
+    def evaluate(self, expression: str) -> Any:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"]["value"]
+
+    def open(self, url: str, width: int) -> None:
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1, mobile=False)
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + 60
+        while self.evaluate("document.readyState") != "complete":
+            assert time.monotonic() < deadline, "page did not load"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.session = None
+        with contextlib.suppress(AssertionError, OSError):  # already gone: nothing to close
+            self.call("Browser.close", timeout=10)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+@pytest.fixture
+def browser() -> Iterator[DevTools]:
+    assert CHROMIUM is not None
+    tools = DevTools(CHROMIUM)
+    try:
+        yield tools
+    finally:
+        tools.close()
+
+
+# Each plot's box in page coordinates, its visibility, and whether the plot itself is what is on screen there.
+PLOTS = """JSON.stringify([...document.querySelectorAll('svg')].map(svg => {
+  const box = svg.getBoundingClientRect(), style = getComputedStyle(svg);
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return {x: box.left + scrollX, y: box.top + scrollY, w: box.width, h: box.height,
+          shown: style.display !== 'none' && style.visibility === 'visible' && style.opacity !== '0',
+          onTop: hit !== null && svg.contains(hit), marks: svg.querySelectorAll('path,image,use,text').length};
+}))"""
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="make test installs Debian's chromium (scripts/ensure-chromium.sh)")
-def test_html_report_renders_its_plots(tmp_path: Path) -> None:
-    fills = tmp_path / "fills.jsonl"
-    write_jsonl(str(fills), synthetic_fills(4000, seed=5, step_ns=600 * 10**9))
-    page = tmp_path / "report.html"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector",
-            "report",
-            str(fills),
-            "--html",
-            str(page),
-            "--dead-letter",
-            str(tmp_path / "dead.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    text = page.read_text()
-    assert "<script" not in text and not re.search(r'(src|href)="https?://', text)  # self-contained
-    assert CHROMIUM is not None
-    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1300,4000"]
-    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    svgs = re.findall(r"<svg.*?</svg>", dom, re.S)
-    assert len(svgs) == 6  # portfolio, accounts, strategies, heatmap, ranking, alerts timeline
-    assert all(svg.count("<path") > 10 for svg in svgs)  # drawn, not empty frames
-    assert dom.count("<tr>") >= 32  # the strategy table: header + 31 strategies
-    shot = tmp_path / "report.png"
-    subprocess.run([*browser, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.shape[0] == 4000 and pixels.shape[1] == 1300
-    colored = (abs(pixels[..., 0] - pixels[..., 1]) > 0.1) | (abs(pixels[..., 1] - pixels[..., 2]) > 0.1)
-    assert colored.mean() > 0.02  # lines, bars and the heatmap are on screen in colour
+def test_every_plot_is_drawn_and_visible_in_chromium(sheet: Sheet, browser: DevTools) -> None:
+    width = 1300
+    browser.open(sheet.page.as_uri(), width)
+    height = int(browser.evaluate("document.documentElement.scrollHeight"))
+    browser.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+    plots = json.loads(browser.evaluate(PLOTS))
+    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT / "tearsheet.png"
+    path.write_bytes(shot)
+    print(f"screenshot: {path}")
+    pixels = matplotlib.image.imread(path)[..., :3]
+    assert pixels.shape[:2] == (height, width)
+    assert len(plots) == FIGURES
+    for number, plot in enumerate(plots, 1):
+        assert plot["shown"] and plot["onTop"], f"plot {number} hidden: {plot}"
+        assert plot["w"] > 300 and plot["h"] > 150 and plot["marks"] > 20, f"plot {number} empty: {plot}"
+        assert plot["x"] >= 0 and plot["x"] + plot["w"] <= width + 1, f"plot {number} off screen: {plot}"
+        box = pixels[int(plot["y"]) : int(plot["y"] + plot["h"]), int(plot["x"]) : int(plot["x"] + plot["w"])]
+        ink = (box < 0.9).any(axis=2).mean()
+        colour = (np.ptp(box, axis=2) > 0.15).mean()
+        assert ink > 0.03 and colour > 0.005, f"plot {number} not drawn on screen (ink {ink:.3f}, colour {colour:.3f})"
