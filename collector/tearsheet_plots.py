@@ -182,7 +182,8 @@ def histogram_plot(portfolio: Summary) -> str:
             axis.axvline(100 * value, color=color, linestyle="--", label=f"{label} {100 * value:.2f}%")
     axis.xaxis.set_major_formatter(lambda value, _: f"{value:.2f}%")
     _style(axis, "Distribution of daily returns (portfolio)", dates=False)
-    axis.legend(fontsize=7)
+    if axis.get_legend_handles_labels()[0]:  # one day: no fit, no VaR
+        axis.legend(fontsize=7)
     return _svg(figure)
 
 
