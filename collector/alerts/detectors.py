@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from collector.engine.daily import DAY_NS
 from collector.engine.metrics import TRADING_DAYS
 from collector.optimize.statistics import psr_of_returns
 
@@ -34,14 +34,16 @@ def robust_zscore(x: float, history: Sequence[float]) -> float | None:
 class SlippageHistory:
     """Per-fill slippage (bps) of one series: the z-score of each new fill against its own recent past.
 
-    The median and MAD of the window are refreshed every window/20 fills rather than at every
-    fill: over a window of hundreds of fills they barely move, and sorting at every fill was
-    most of the cost of evaluating all rules.
+    The window is kept twice: in arrival order (to drop the oldest) and sorted (bisect: O(log n)
+    comparisons per update), so the median is an index and the MAD a k-th smallest of two sorted
+    runs (`sorted_mad`, O(log n)). Both are refreshed every window/20 fills rather than at every
+    fill: over a window of hundreds of fills they barely move.
     """
 
     window: int
     min_samples: int
     values: deque[float] = field(default_factory=deque)
+    ordered: list[float] = field(default_factory=list)  # the same values, sorted
     last_z: float | None = None
     median: float = 0.0
     scale: float = 0.0  # 1.4826 × MAD
@@ -49,20 +51,60 @@ class SlippageHistory:
 
     def add(self, slippage_bps: float) -> float | None:
         """The new fill's robust z-score vs the previous `window` fills (None during warm-up)."""
-        history = self.values
+        history, ordered = self.values, self.ordered
         if len(history) >= self.min_samples:
             if self.stale == 0 or self.stale >= max(1, self.window // 20):
-                self.median = statistics.median(history)
-                self.scale = MAD_TO_SIGMA * statistics.median(abs(h - self.median) for h in history)
+                self.median = sorted_median(ordered)
+                self.scale = MAD_TO_SIGMA * sorted_mad(ordered, self.median)
                 self.stale = 0
             self.stale += 1
             self.last_z = (slippage_bps - self.median) / self.scale if self.scale > 0 else None
         else:
             self.last_z = None
         history.append(slippage_bps)
+        insort(ordered, slippage_bps)
         if len(history) > self.window:
-            history.popleft()
+            del ordered[bisect_left(ordered, history.popleft())]
         return self.last_z
+
+
+def sorted_median(ordered: Sequence[float]) -> float:
+    """The median of sorted values (as `statistics.median`: the mean of the middle two for an even count)."""
+    n = len(ordered)
+    middle = n // 2
+    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def sorted_mad(ordered: Sequence[float], median: float) -> float:
+    """median(|x − median|) of sorted values in O(log n), equal to `statistics.median` of the distances.
+
+    The distances below the split (m − x, read leftwards) and above it (x − m, read rightwards)
+    are two ascending runs; the middle one(s) of their union are k-th smallest selections.
+    """
+    n = len(ordered)
+    split = bisect_left(ordered, median)
+    middle = n // 2
+    if n % 2:
+        return _kth_distance(ordered, median, split, middle)
+    return (_kth_distance(ordered, median, split, middle - 1) + _kth_distance(ordered, median, split, middle)) / 2
+
+
+def _kth_distance(ordered: Sequence[float], median: float, split: int, k: int) -> float:
+    """The k-th smallest (0-based) |x − median|: binary search on how many come from below the split."""
+    below, above = split, len(ordered) - split  # run lengths: a[t] = m − x[split−1−t], b[t] = x[split+t] − m
+    lo, hi = max(0, k + 1 - above), min(k + 1, below)
+    while True:
+        i = (lo + hi) // 2  # taken from below; j = k + 1 − i from above
+        j = k + 1 - i
+        if i < below and j > 0 and ordered[split + j - 1] - median > median - ordered[split - 1 - i]:
+            lo = i + 1
+        elif i > 0 and j < above and median - ordered[split - i] > ordered[split + j] - median:
+            hi = i - 1
+        else:
+            break
+    a = median - ordered[split - i] if i > 0 else -math.inf
+    b = ordered[split + j - 1] - median if j > 0 else -math.inf
+    return max(a, b)
 
 
 @dataclass
@@ -128,31 +170,20 @@ class PageHinkley:
 
 @dataclass
 class DailyReturns:
-    """The last `window` daily equity changes ÷ capital (quiet days count as 0), from equity observations."""
+    """The last `window` daily returns (equity change ÷ capital; quiet days count as 0)."""
 
     window: int
-    day: int = -1
-    close: float = 0.0  # equity at the end of the previous day
-    last: float = 0.0
     returns: deque[float] = field(default_factory=deque)
-    closed: int = 0  # days closed so far: statistics only change when this does
 
-    def observe(self, ts_ns: int, equity: float, capital: float) -> None:
-        day = ts_ns // DAY_NS
-        if self.day < 0:
-            self.day = day
-        elif day > self.day:
-            self._push((self.last - self.close) / capital)
-            for _ in range(min(day - self.day - 1, self.window)):
-                self._push(0.0)
-            self.close, self.day = self.last, day
-        self.last = equity
-
-    def _push(self, value: float) -> None:
-        self.closed += 1
+    def push(self, value: float) -> None:
         self.returns.append(value)
         if len(self.returns) > self.window:
             self.returns.popleft()
+
+    def push_zeros(self, count: int) -> None:
+        """`count` quiet days (more than a window's worth only empties it)."""
+        for _ in range(min(count, self.window)):
+            self.push(0.0)
 
     def sharpe(self, min_days: int) -> float | None:
         """Annualized Sharpe (√252, ddof=1) of the closed days in the window."""

@@ -1,10 +1,17 @@
-"""Streaming evaluation of alert rules inside the engine thread.
+"""Streaming evaluation of alert rules inside the engine thread, once per batch the engine booked.
 
-A fill re-evaluates the rules of the four series it changed, at once; mark-driven changes, the
-`for` / `keep_firing_for` timers and staleness are re-evaluated on every flush tick; health rules
-on every health report. Each (rule, series) pair moves inactive → pending → firing → resolved;
-only the firing and resolved transitions are events (written to `alerts`, logged, notified), so
-a condition that stays true never produces duplicates.
+A rule is evaluated only when its inputs changed:
+- observations (a fill's slippage, a closed round trip's net PnL) are folded into their detectors
+  in event order, and the rule's state machine steps at each one, so one outlier inside a batch
+  is never averaged away;
+- statistics of a series' current state (perf metrics, drawdown, daily Sharpe/PSR, staleness) are
+  read once at the end of a batch, for the series the batch's fills changed — rules on round-trip
+  metrics only for series that closed a round trip;
+- on every flush tick: series changed by marks, running `for` / `keep_firing_for` timers and
+  staleness (which changes with time alone); health rules on every health report.
+Each (rule, series) pair moves inactive → pending → firing → resolved; only the firing and resolved
+transitions are events (written to `alerts`, logged, notified), so a condition that stays true
+never produces duplicates.
 
 Time is event time (the engine clock), advanced by wall time while no events arrive, so `for`
 durations mean the same with live, replayed and accelerated simulated data.
@@ -14,10 +21,11 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import time as clock_time
+from typing import Any, ClassVar
 
 from collector.alerts.detectors import Cusum, DailyReturns, PageHinkley, SlippageHistory, TradeWindow
 from collector.alerts.rules import (
@@ -26,6 +34,7 @@ from collector.alerts.rules import (
     AlertRules,
     DegradationRule,
     HealthRule,
+    LossStreakRule,
     OpportunityRule,
     SharpeRule,
     SlippageRule,
@@ -34,6 +43,7 @@ from collector.alerts.rules import (
     _Rule,
 )
 from collector.engine import metrics
+from collector.engine.daily import DAY_NS
 from collector.engine.engine import BatchResult, Engine, FillResult
 from collector.engine.series import Series
 from collector.model import NS, Fill, Mark
@@ -41,6 +51,7 @@ from collector.model import NS, Fill, Mark
 log = logging.getLogger(__name__)
 
 COLLECTOR_KEY = ("collector", "_all", "_all")
+RECENT = 5  # firing events kept for the live view's summary
 
 _CHEAP: dict[str, Callable[[Series], float | int | None]] = {
     "equity": lambda s: s.equity,
@@ -60,6 +71,8 @@ _CHEAP: dict[str, Callable[[Series], float | int | None]] = {
     "profit_factor": lambda s: metrics.profit_factor(s.gross_wins, s.gross_losses),
     "slippage_bps_avg": lambda s: metrics.weighted_mean(s.slip_weighted, s.slip_notional),
 }
+# perf metrics that only a closed round trip changes: rules on them wait for one
+TRIP_METRICS = frozenset({"trades", "wins", "losses", "loss_streak", "win_rate", "expectancy", "profit_factor"})
 
 
 def compare(value: float | None, op: str, threshold: float) -> bool:
@@ -99,7 +112,17 @@ class AlertEvent:
 
 
 class Watch(ABC):
-    """One rule on one series: its detector state and its pending/firing state machine."""
+    """One rule on one series: its detector state and its pending/firing state machine.
+
+    `settles_on` says which batches re-read the statistic at their end: "fill" (any fill of the
+    series), "trip" (a round trip of the series closed) or None (the watch steps per observation:
+    slippage per fill, and `steps_on_trip` watches per round trip, in event order).
+    Instance attributes are plain data (numbers, containers, detectors): they are checkpointed.
+    """
+
+    settles_on: ClassVar[str | None] = "fill"
+    steps_on_trip: ClassVar[bool] = False
+    on_marks: ClassVar[bool] = True  # marks change the statistic: re-read on ticks when the series changed
 
     def __init__(self, rule: _Rule, key: tuple[str, str, str]) -> None:
         self.rule = rule
@@ -110,8 +133,9 @@ class Watch(ABC):
         self.firing = False
         self.value: float | None = None
 
-    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:  # noqa: B027
-        """Fold in a fill of this series (detectors that need per-fill data override this)."""
+    def observe(self, net_pnl: float) -> float | None:
+        """Fold in a round trip's net PnL; the statistic after it (`steps_on_trip` watches)."""
+        raise NotImplementedError
 
     @abstractmethod
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
@@ -154,9 +178,9 @@ class ThresholdWatch(Watch):
         super().__init__(rule, key)
         self.window = TradeWindow(rule.window_trades) if rule.window_trades else None
 
-    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:
-        if self.window is not None and result.round_trip is not None:
-            self.window.add(result.round_trip.net_pnl)
+    @property
+    def trip_driven(self) -> bool:
+        return self.window is not None or self.rule.metric in TRIP_METRICS
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         if self.window is not None:
@@ -172,42 +196,50 @@ class DrawdownWatch(Watch):
 
 
 class DailyWatch(Watch):
-    """Sharpe/PSR (below) or opportunity PSR (above) over a window of daily returns."""
+    """Sharpe/PSR (below) or opportunity PSR (above) over a window of daily returns.
+
+    Days are the engine's own (its day basis; quiet periods count as 0): a closed day's return is
+    its equity change ÷ capital, read from the series' daily state when the engine closes the day.
+    """
 
     rule: SharpeRule | OpportunityRule
+    on_marks = False  # only a closed day changes the window, and only an event closes one
 
     def __init__(self, rule: SharpeRule | OpportunityRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
         self.days = DailyReturns(rule.window_days)
-        self.cached: tuple[int, float | None] = (-1, None)  # (days closed, statistic)
+        self.seen = -1  # periods of the series' daily state taken in (-1: none yet)
+        self.close = 0.0  # equity at the end of the last period taken in
+        self.cached: float | None = None
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
-        if capital <= 0:
+        daily = series.daily
+        closed = daily.closed.n if daily.closed is not None else 0
+        if closed == self.seen:
+            return self.cached
+        if self.seen < 0 or capital <= 0:  # a new watch on an old series starts its window now
+            self.seen, self.close = closed, daily.prev_close
             return None
-        days = self.days
-        days.observe(now_ns, series.equity, capital)
-        if self.cached[0] == days.closed:  # only a closed day changes the window
-            return self.cached[1]
-        rule = self.rule
+        # the engine closed a day (then any quiet periods after it, as zeros): take them in
+        self.days.push((daily.prev_close - self.close) / capital)
+        self.days.push_zeros(closed - self.seen - 1)
+        self.seen, self.close = closed, daily.prev_close
+        rule, days = self.rule, self.days
         if isinstance(rule, SharpeRule) and rule.statistic == "sharpe":
-            value = days.sharpe(rule.min_days)
+            self.cached = days.sharpe(rule.min_days)
         else:
-            value = days.psr(rule.min_days, rule.benchmark_sharpe)
-        self.cached = (days.closed, value)
-        return value
+            self.cached = days.psr(rule.min_days, rule.benchmark_sharpe)
+        return self.cached
 
 
 class SlippageWatch(Watch):
     rule: SlippageRule
+    settles_on = None
+    on_marks = False
 
     def __init__(self, rule: SlippageRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
         self.history = SlippageHistory(rule.window, rule.min_samples)
-
-    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:
-        slippage = fill.slippage_bps
-        if slippage is not None:
-            self.history.add(slippage)
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         z = self.history.last_z
@@ -216,6 +248,9 @@ class SlippageWatch(Watch):
 
 class DegradationWatch(Watch):
     rule: DegradationRule
+    settles_on = None
+    steps_on_trip = True
+    on_marks = False
 
     def __init__(self, rule: DegradationRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
@@ -223,38 +258,84 @@ class DegradationWatch(Watch):
             Cusum(rule.warmup, rule.slack) if rule.method == "cusum" else PageHinkley(rule.warmup, rule.delta)
         )
 
-    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:
-        if result.round_trip is not None:
-            self.detector.add(result.round_trip.net_pnl)
+    def observe(self, net_pnl: float) -> float | None:
+        return self.detector.add(net_pnl)
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         return self.detector.value
 
 
+class LossStreakWatch(Watch):
+    rule: LossStreakRule
+    settles_on = "trip"
+    on_marks = False
+
+    def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
+        rule = self.rule
+        return streak_probability(series.loss_streak, series.losses, series.trades, rule.min_trades, rule.min_streak)
+
+
+def streak_probability(streak: int, losses: int, trades: int, min_trades: int, min_streak: int) -> float | None:
+    """q^L: the chance that L given round trips in a row all lose, q = (losses + 1) / (trades + 2).
+
+    q is the series' own loss rate with Laplace's rule of succession (never 0 or 1 on a short
+    history); None before `min_trades` round trips or below a streak of `min_streak`.
+    """
+    if trades < min_trades or streak < min_streak:
+        return None
+    q: float = (losses + 1) / (trades + 2)
+    return q**streak
+
+
 class StalenessWatch(Watch):
+    """Minutes since the series' last fill, inside trading hours: time alone raises it (ticks), a fill resets it."""
+
     rule: StalenessRule
+    settles_on = None  # a batch's fills only matter to a firing or pending watch (see `_settle`)
+    on_marks = False
 
     def __init__(self, rule: StalenessRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
         self.last_fill_ns: int | None = None
-
-    def on_fill(self, fill: Fill, result: FillResult, series: Series, capital: float) -> None:
-        self.last_fill_ns = max(fill.ts, self.last_fill_ns or 0)
+        self.day = -1  # the UTC day `opens_ns`/`closes_ns` are for: trading hours are computed once a day
+        self.opens_ns = 0
+        self.closes_ns = -1  # < opens_ns: no trading that day
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
-        if self.last_fill_ns is None or not in_trading_hours(now_ns, self.rule):
+        return self.minutes(now_ns)
+
+    def minutes(self, now_ns: int) -> float | None:
+        if self.last_fill_ns is None or not self.in_trading_hours(now_ns):
             return None
         return (now_ns - self.last_fill_ns) / (60 * NS)
 
+    def in_trading_hours(self, ts_ns: int) -> bool:
+        day = ts_ns // DAY_NS
+        if day != self.day:
+            self.day = day
+            self.opens_ns, self.closes_ns = trading_window(day, self.rule)
+        return self.opens_ns <= ts_ns <= self.closes_ns
 
-def in_trading_hours(ts_ns: int, rule: StalenessRule) -> bool:
-    moment = datetime.fromtimestamp(ts_ns / NS, UTC)
+
+def trading_window(day: int, rule: StalenessRule) -> tuple[int, int]:
+    """[open, close] in epoch ns of the rule's trading hours on UTC day `day` (close < open: closed)."""
     hours = rule.hours
-    return DAYS[moment.weekday()] in hours.days and hours.start <= moment.time().replace(tzinfo=None) <= hours.end
+    if DAYS[(day + 3) % 7] not in hours.days:  # day 0 (1970-01-01) was a Thursday
+        return 0, -1
+    midnight = day * DAY_NS
+    # clock times have µs resolution: the end second is inclusive to its last nanosecond
+    return midnight + _clock_ns(hours.start), midnight + _clock_ns(hours.end) + 999
+
+
+def _clock_ns(moment: clock_time) -> int:
+    return ((moment.hour * 60 + moment.minute) * 60 + moment.second) * NS + moment.microsecond * 1000
 
 
 class ProposalWatch(Watch):
     """Nothing to do on the stream: Grafana evaluates proposal rules from `suggestions` points."""
+
+    settles_on = None
+    on_marks = False
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         return None
@@ -274,10 +355,46 @@ WATCHES: dict[str, Callable[[Any, tuple[str, str, str]], Watch]] = {
     "opportunity": DailyWatch,
     "slippage_anomaly": SlippageWatch,
     "degradation": DegradationWatch,
+    "loss_streak": LossStreakWatch,
     "staleness": StalenessWatch,
     "health": HealthWatch,
     "proposal": ProposalWatch,
 }
+
+
+@dataclass(eq=False, slots=True)
+class _Watched:
+    """A series' watches, split by what makes them re-read (built once per series)."""
+
+    series: Series
+    watches: list[Watch]
+    on_fill: list[Watch] = field(default_factory=list)  # re-read at the end of a batch with a fill of the series
+    on_trip: list[Watch] = field(default_factory=list)  # … with a round trip of the series
+    daily: list[Watch] = field(default_factory=list)  # … on the first batch of a new UTC day with its fills
+    day: int = -1  # the UTC day of the series' latest fill when `daily` was last read
+    capital: tuple[int, float] = (-1, 0.0)  # (accounts seen, capital base)
+
+    def split(self) -> None:
+        self.on_fill, self.on_trip, self.daily = [], [], []
+        for watch in self.watches:
+            if isinstance(watch, DailyWatch):
+                self.daily.append(watch)
+            elif watch.settles_on == "trip" or (isinstance(watch, ThresholdWatch) and watch.trip_driven):
+                self.on_trip.append(watch)
+            elif watch.settles_on == "fill":
+                self.on_fill.append(watch)
+        self.day = -1
+
+
+@dataclass(eq=False, slots=True)
+class _Book:
+    """What one book's fills feed: its chain's watched series and the per-observation watches."""
+
+    chain: list[_Watched]  # the chain's series that have watches
+    slippage: list[SlippageWatch]  # fed each fill's slippage
+    folds: list[ThresholdWatch]  # fed each round trip (windows), read at the end of the batch
+    trips: list[Watch]  # fed each round trip, stepped at once
+    stale: list[StalenessWatch]  # the chain's staleness watches (they keep the last fill time)
 
 
 class AlertEngine:
@@ -288,14 +405,15 @@ class AlertEngine:
         self.by_level: dict[str, list[_Rule]] = {}
         for rule in rules.rules:
             self.by_level.setdefault(rule.level, []).append(rule)
-        self.watches: dict[Series, list[Watch]] = {}
-        self._capital: dict[Series, tuple[int, float]] = {}  # series → (accounts seen, capital base)
+        self._watched: dict[Series, _Watched] = {}
+        self._books: dict[tuple[str, str], _Book] = {}
         self.health: list[Watch] = [HealthWatch(rule, COLLECTOR_KEY) for rule in self.by_level.get("collector", [])]
         self.fired = 0
+        self.recent: deque[AlertEvent] = deque(maxlen=RECENT)  # the latest firing events (live view)
 
     def export_state(self) -> dict[tuple[str, tuple[str, str, str]], Watch]:
         """Detector and firing states for the checkpoint, by (rule name, series key)."""
-        state = {(w.rule.name, w.key): w for watches in self.watches.values() for w in watches}
+        state = {(w.rule.name, w.key): w for watched in self._watched.values() for w in watched.watches}
         state.update({(w.rule.name, w.key): w for w in self.health})
         return state
 
@@ -311,63 +429,129 @@ class AlertEngine:
             if key == COLLECTOR_KEY:
                 self.health = [watch if w.rule.name == name else w for w in self.health]
             elif key in by_key:
-                series = by_key[key]
-                watches = self._watches(series)
-                self.watches[series] = [watch if w.rule.name == name else w for w in watches]
+                watched = self._watched_of(by_key[key])
+                watched.watches = [watch if w.rule.name == name else w for w in watched.watches]
+                watched.split()
+        self._books.clear()  # rebuilt with the adopted watches
 
-    def _watches(self, series: Series) -> list[Watch]:
-        watches = self.watches.get(series)
-        if watches is None:
-            watches = self.watches[series] = [
-                WATCHES[rule.kind](rule, series.key)
-                for rule in self.by_level.get(series.level, [])
-                if rule.filter.matches(series.account, series.strategy)
+    def firing(self) -> Counter[tuple[str, str]]:
+        """Alerts firing now, counted by (rule, severity)."""
+        count: Counter[tuple[str, str]] = Counter()
+        for watched in self._watched.values():
+            for watch in watched.watches:
+                if watch.firing:
+                    count[(watch.rule.name, watch.rule.severity)] += 1
+        for watch in self.health:
+            if watch.firing:
+                count[(watch.rule.name, watch.rule.severity)] += 1
+        return count
+
+    def _watched_of(self, series: Series) -> _Watched:
+        watched = self._watched.get(series)
+        if watched is None:
+            rules = self.by_level.get(series.level, [])
+            watches = [
+                WATCHES[r.kind](r, series.key) for r in rules if r.filter.matches(series.account, series.strategy)
             ]
-        return watches
+            watched = self._watched[series] = _Watched(series, watches)
+            watched.split()
+        return watched
+
+    def _book(self, account: str, strategy: str) -> _Book:
+        chain = [self._watched_of(series) for series in self.engine.books[(account, strategy)].chain]
+        chain = [watched for watched in chain if watched.watches]
+        watches = [watch for watched in chain for watch in watched.watches]
+        book = _Book(
+            chain,
+            [w for w in watches if isinstance(w, SlippageWatch)],
+            [w for w in watches if isinstance(w, ThresholdWatch) and w.window is not None],
+            [w for w in watches if w.steps_on_trip],
+            [w for w in watches if isinstance(w, StalenessWatch)],
+        )
+        self._books[(account, strategy)] = book
+        return book
 
     def on_batch(self, events: Sequence[Fill | Mark], result: BatchResult, clock_ns: int) -> list[AlertEvent]:
         """The rules after a batch the engine has booked (`clock_ns`: the engine clock before it)."""
         out: list[AlertEvent] = []
         trips = result.trips
+        books = self._books
+        filled: dict[_Book, int] = {}  # book → its latest fill time in the batch
+        tripped: set[_Book] = set()
+        now = clock_ns
         for index, event in enumerate(events):
-            clock_ns = max(clock_ns, event.ts)
-            if type(event) is Fill:
-                fill_result = FillResult(result.realized[index], trips.get(index))
-                out += self.on_fill(event, fill_result, clock_ns)
+            ts = event.ts
+            if ts > now:
+                now = ts
+            if type(event) is not Fill:
+                continue
+            book = books.get((event.account, event.strategy)) or self._book(event.account, event.strategy)
+            if filled.get(book, -1) < ts:
+                filled[book] = ts
+            if book.slippage and event.arrival_price is not None:
+                direction = 1.0 if event.side == "buy" else -1.0  # Fill.slippage_bps, inlined: once per fill
+                slippage = direction * (event.price - event.arrival_price) / event.arrival_price * 10_000.0
+                for watch in book.slippage:
+                    z = watch.history.add(slippage)
+                    value = None if z is None else abs(z)
+                    active = watch.firing or watch.pending_since is not None
+                    if active or (value is not None and value > watch.threshold):
+                        self._step(watch, value, now, out)
+            if trips and index in trips:
+                tripped.add(book)
+                net = trips[index].net_pnl
+                for fold in book.folds:
+                    assert fold.window is not None
+                    fold.window.add(net)
+                for observer in book.trips:
+                    value = observer.observe(net)
+                    active = observer.firing or observer.pending_since is not None
+                    if active or compare(value, observer.op, observer.threshold):
+                        self._step(observer, value, now, out)
+        if filled:
+            self._settle(filled, tripped, now, out)
         return out
 
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
-        """Update the rules of the four series the fill changed; transitions happen at once (at event time `now`)."""
-        engine = self.engine
-        now = engine.clock_ns if now is None else now
-        events: list[AlertEvent] = []
-        for series in engine.books[(fill.account, fill.strategy)].chain:
-            watches = self._watches(series)
-            if not watches:
-                continue
-            capital = self._capital_of(series)
-            for watch in watches:
-                watch.on_fill(fill, result, series, capital)
-                self._evaluate(watch, series, capital, now, events)
-        return events
+        """One fill the engine has booked (at event time `now`, the engine clock by default)."""
+        clock = self.engine.clock_ns if now is None else now
+        trips = {} if result.round_trip is None else {0: result.round_trip}
+        return self.on_batch([fill], BatchResult([result.realized_pnl], trips), clock)
 
-    def _capital_of(self, series: Series) -> float:
-        """The series' capital base, recomputed only when it gains an account."""
-        cached = self._capital.get(series)
-        if cached is None or cached[0] != len(series.accounts):
-            cached = self._capital[series] = (len(series.accounts), self.engine.capital_base(series))
-        return cached[1]
+    def _step(self, watch: Watch, value: float | None, now: int, out: list[AlertEvent]) -> None:
+        if (transition := watch.step(value, now)) is not None:
+            out.append(self._event(watch, transition, now))
+
+    def _settle(self, filled: dict[_Book, int], tripped: set[_Book], now: int, out: list[AlertEvent]) -> None:
+        """Re-read the statistics of the series the batch changed, each series once."""
+        new_day: list[_Watched] = []
+        for book, last_ts in filled.items():
+            for stale in book.stale:
+                if stale.last_fill_ns is None or stale.last_fill_ns < last_ts:
+                    stale.last_fill_ns = last_ts
+                    if stale.firing or stale.pending_since is not None:
+                        self._step(stale, stale.minutes(now), now, out)
+            day = last_ts // DAY_NS
+            for watched in book.chain:  # only a fill on a later day can close one of the engine's days
+                if watched.daily and watched.day < day:
+                    watched.day = day
+                    new_day.append(watched)
+        for watched in {watched for book in filled for watched in book.chain if watched.on_fill}:
+            self._evaluate(watched, watched.on_fill, now, out)
+        for watched in new_day:
+            self._evaluate(watched, watched.daily, now, out)
+        if tripped:
+            for watched in {watched for book in tripped for watched in book.chain if watched.on_trip}:
+                self._evaluate(watched, watched.on_trip, now, out)
 
     def on_tick(self, changed: set[Series], now_ns: int) -> list[AlertEvent]:
         """Series changed by marks, running timers, and staleness (which changes with time alone)."""
         events: list[AlertEvent] = []
-        for series, watches in self.watches.items():
+        for series, watched in self._watched.items():
             recheck = series in changed
-            capital = 0.0
-            for watch in watches:
-                if recheck or watch.waiting or isinstance(watch, StalenessWatch):
-                    capital = capital or self._capital_of(series)
-                    self._evaluate(watch, series, capital, now_ns, events)
+            due = [w for w in watched.watches if (recheck and w.on_marks) or w.waiting or isinstance(w, StalenessWatch)]
+            if due:
+                self._evaluate(watched, due, now_ns, events)
         return events
 
     def on_health(self, values: dict[str, float | None], now_ns: int) -> list[AlertEvent]:
@@ -379,10 +563,18 @@ class AlertEngine:
                 events.append(self._event(watch, transition, now_ns))
         return events
 
-    def _evaluate(self, watch: Watch, series: Series, capital: float, now: int, events: list[AlertEvent]) -> None:
-        transition = watch.step(watch.statistic(series, capital, now), now)
-        if transition is not None:
-            events.append(self._event(watch, transition, now))
+    def _evaluate(self, watched: _Watched, watches: list[Watch], now: int, out: list[AlertEvent]) -> None:
+        series = watched.series
+        accounts = len(series.accounts)
+        if watched.capital[0] != accounts:  # the capital base changes only when the series gains an account
+            watched.capital = (accounts, self.engine.capital_base(series))
+        capital = watched.capital[1]
+        for watch in watches:
+            value = watch.statistic(series, capital, now)
+            if watch.firing or watch.pending_since is not None or compare(value, watch.op, watch.threshold):
+                self._step(watch, value, now, out)
+            else:
+                watch.value = value
 
     def _event(self, watch: Watch, state: str, now: int) -> AlertEvent:
         rule = watch.rule
@@ -392,8 +584,10 @@ class AlertEngine:
         verb = "FIRING" if state == "firing" else "resolved"
         message = f"[{rule.severity}] {verb}: {rule.summary or rule.name} on {where}: {rule.statistic_name()} = {value}"
         message += f" ({OPS[watch.op]} {watch.threshold:g})"
+        event = AlertEvent(rule, level, account, strategy, state, watch.value, watch.threshold, now, message)
         if state == "firing":
             self.fired += 1
+            self.recent.append(event)
         if self.log_events:
             log.log(logging.WARNING if state == "firing" else logging.INFO, "alert %s", message)
-        return AlertEvent(rule, level, account, strategy, state, watch.value, watch.threshold, now, message)
+        return event

@@ -100,6 +100,9 @@ class _Rule(_Strict, ABC):
     fast_path: bool = Field(False, description="send notifications from the collector (sub-second)")
     grafana: bool = Field(True, description="also provision a Grafana alert rule")
     summary: str | None = Field(None, max_length=300)
+    group_interval: Duration | None = Field(
+        None, description="fast path: this rule's grouping window (default: defaults.group_interval)"
+    )
 
     @model_validator(mode="after")
     def _collector_level_is_for_health(self) -> _Rule:
@@ -210,6 +213,25 @@ class DegradationRule(_Rule):
         return f"{self.method} statistic"
 
 
+class LossStreakRule(_Rule):
+    """A run of losing round trips improbable under the series' own loss rate: q^L below `probability`.
+
+    q = (losses + 1) / (trades + 2) over the series' history, L the current loss streak: a series
+    that loses half its trades alerts at a longer streak than one that rarely loses.
+    """
+
+    kind: Literal["loss_streak"]
+    probability: float = Field(0.001, gt=0, lt=1)
+    min_trades: int = Field(30, ge=1, description="round trips before the loss rate is trusted")
+    min_streak: int = Field(3, ge=1, description="never alert on a shorter streak")
+
+    def condition(self) -> tuple[str, float]:
+        return "lt", self.probability
+
+    def statistic_name(self) -> str:
+        return "chance of the loss streak"
+
+
 class TradingHours(_Strict):
     start: clock_time = clock_time(0, 0)
     end: clock_time = clock_time(23, 59, 59)
@@ -302,6 +324,7 @@ Rule = Annotated[
     | SharpeRule
     | SlippageRule
     | DegradationRule
+    | LossStreakRule
     | StalenessRule
     | OpportunityRule
     | HealthRule
@@ -342,7 +365,10 @@ Notifier = Annotated[SlackNotifier | WebhookNotifier | EmailNotifier, Field(disc
 
 
 class Grouping(_Strict):
-    """How bursts are grouped: the first alert of a rule goes out at once, the rest wait `group_interval`."""
+    """How bursts are grouped: the first alert of a rule goes out at once, the rest wait `group_interval`.
+
+    A rule's own `group_interval` overrides the default for that rule.
+    """
 
     group_interval: Duration = 10.0
     retries: int = Field(3, ge=0, le=10)

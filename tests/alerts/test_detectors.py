@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime
+import statistics
 
 import numpy as np
 import pytest
 
-from collector.alerts.detectors import Cusum, DailyReturns, PageHinkley, SlippageHistory, TradeWindow, robust_zscore
-from collector.model import NS
+from collector.alerts.detectors import (
+    Cusum,
+    DailyReturns,
+    PageHinkley,
+    SlippageHistory,
+    TradeWindow,
+    robust_zscore,
+    sorted_mad,
+    sorted_median,
+)
 from collector.optimize.statistics import probabilistic_sharpe_ratio, psr_of_returns, sample_moments
 
 
@@ -80,23 +88,18 @@ def test_page_hinkley_matches_scikit_multiflow_and_detects_a_drop() -> None:
     assert 1000 <= first <= 1020
 
 
-def test_daily_returns_sharpe_with_quiet_days_matches_pandas() -> None:
-    capital = 1e6
-    days = DailyReturns(window=30)
-    start = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp()) * NS
-    equity_at = {0: 100.0, 1: 250.0, 2: 150.0, 5: 400.0, 6: 380.0, 7: 700.0, 9: 650.0}
-    for day, equity in equity_at.items():
-        days.observe(start + day * 86_400 * NS + 3600 * NS, equity, capital)
-    days.observe(start + 10 * 86_400 * NS, 650.0, capital)  # day 10 opens: day 9 closes
-    closes = [equity_at.get(d) for d in range(10)]
-    filled = [0.0] * 10
-    last = 0.0
-    for d, value in enumerate(closes):
-        last = value if value is not None else last
-        filled[d] = last
-    changes = np.diff(np.array([0.0, *filled])) / capital  # equity is 0 before the first day, as in the engine
-    assert list(days.returns) == pytest.approx(list(changes))
-    assert days.sharpe(min_days=5) == pytest.approx(changes.mean() / changes.std(ddof=1) * math.sqrt(252))
+def test_daily_returns_window_with_quiet_days_matches_numpy() -> None:
+    days = DailyReturns(window=6)
+    days.push(1e-4)
+    days.push_zeros(2)
+    for value in (3e-4, -2e-4, 5e-4, 1e-4):
+        days.push(value)
+    expected = np.array([0.0, 0.0, 3e-4, -2e-4, 5e-4, 1e-4])  # the oldest fell out of the window
+    assert list(days.returns) == pytest.approx(list(expected))
+    assert days.sharpe(min_days=5) == pytest.approx(expected.mean() / expected.std(ddof=1) * math.sqrt(252))
+    assert days.sharpe(min_days=7) is None
+    days.push_zeros(10**9)  # a long silence only empties the window
+    assert list(days.returns) == [0.0] * 6 and days.sharpe(min_days=2) is None  # no spread
 
 
 def test_psr_published_values() -> None:
@@ -141,3 +144,26 @@ def test_mintrl_and_dsr_published_values() -> None:
     assert expected_max_sharpe(variance, 3) == pytest.approx(0.99902, abs=1e-5)
     assert deflated_sharpe_ratio(1.14, 250, trials) == pytest.approx(0.95836, abs=1e-5)
     assert minimum_track_record_length(0.5, 1.0) is None
+
+
+def test_sorted_median_and_mad_equal_statistics_on_random_windows() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        xs = [rng.choice((rng.gauss(0, 2), float(rng.randint(-3, 3)))) for _ in range(rng.randint(1, 80))]
+        ordered = sorted(xs)
+        median = statistics.median(xs)
+        assert sorted_median(ordered) == median
+        assert sorted_mad(ordered, median) == statistics.median(abs(x - median) for x in xs)
+
+
+def test_slippage_history_z_equals_the_robust_zscore_of_its_window() -> None:
+    history = SlippageHistory(window=40, min_samples=10)  # refreshed every 2 fills
+    rng = random.Random(2)
+    past: list[float] = []
+    for i in range(200):
+        x = rng.gauss(1.0, 0.4)
+        z = history.add(x)
+        if i >= 10 and history.stale == 1:  # median and MAD were just recomputed from the window
+            assert z == pytest.approx(robust_zscore(x, past[-40:]), rel=1e-12)
+        past.append(x)
+        assert history.ordered == sorted(history.values)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from collector.alerts.evaluator import AlertEngine, AlertEvent
+import pandas as pd
+import pytest
+
+from collector.alerts.evaluator import AlertEngine, AlertEvent, DailyWatch
 from collector.alerts.rules import AlertRules
+from collector.config import SimulatorSourceConfig
 from collector.engine.engine import Engine
-from collector.model import NS, Fill
+from collector.model import NS, Fill, Mark
+from collector.sources.simulator import Simulation
 
 T0 = 1_709_301_600 * NS  # 2024-03-01 14:00 UTC, a Friday
 MIN = 60 * NS
@@ -199,3 +205,80 @@ def test_health_rules_and_state_survive_export_and_adopt() -> None:
     desk.alerts = again
     assert desk.trip(-1) == []  # the streak alert is still firing too
     assert [e.state for e in desk.trip(+1)] == ["resolved"]
+
+
+def test_daily_returns_are_the_engines_closed_days_as_pandas_computes_them() -> None:
+    sharpe = {"name": "weak", "level": "strategy", "kind": "sharpe", "below": -100, "window_days": 30, "min_days": 3}
+    engine = Engine(default_capital=1e6, day_basis="calendar")
+    alerts = AlertEngine(AlertRules.model_validate({"rules": [sharpe]}), engine)
+    pnl_on = {0: 100.0, 1: 150.0, 2: -100.0, 5: 250.0, 6: -20.0, 7: 320.0, 9: -50.0, 10: 0.0}  # days 3, 4, 8 quiet
+    for n, (day, pnl) in enumerate(pnl_on.items()):
+        for leg, (side, price) in enumerate((("buy", 100.0), ("sell", 100.0 + pnl))):
+            ts = T0 + day * 86_400 * NS + leg * MIN
+            fill = Fill(
+                ts=ts, account="A", strategy="s1", symbol="X", side=side, qty=1.0, price=price, fill_id=f"{n}{leg}"
+            )
+            alerts.on_fill(fill, engine.on_fill(fill))
+    watch = next(w for w in alerts.export_state().values() if w.key[0] == "strategy")
+    assert isinstance(watch, DailyWatch)
+    closes = pd.Series(pnl_on).reindex(range(10), fill_value=0.0).cumsum()  # equity at each day's end, days 0–9
+    expected = closes.diff().fillna(closes.iloc[0]) / 1e6
+    assert list(watch.days.returns) == pytest.approx(list(expected))
+    assert watch.cached == pytest.approx(expected.mean() / expected.std(ddof=1) * math.sqrt(252))
+
+
+def test_loss_streak_is_judged_against_the_series_own_loss_rate() -> None:
+    rule = {"name": "streak", "level": "book", "kind": "loss_streak", "probability": 0.01, "min_trades": 20}
+    desk = Desk(rule)
+    for i in range(40):
+        desk.trip(-1 if i % 5 == 0 else +1, strategy="rarely_loses")  # 8 losses in 40
+        desk.trip(-1 if i % 2 == 0 else +1, strategy="coin_flip")  # 20 losses in 40
+    for streak in range(1, 10):
+        desk.trip(-1, strategy="rarely_loses")
+        desk.trip(-1, strategy="coin_flip")
+        fired = {e.strategy: e.value for e in desk.events if e.state == "firing"}
+        # q = (losses + 1) / (trades + 2): 4 losses in a row alert the first, the second needs 9
+        assert ("rarely_loses" in fired) == (streak >= 4) and ("coin_flip" in fired) == (streak >= 9)
+    assert fired["rarely_loses"] == pytest.approx((13 / 46) ** 4)
+    assert fired["coin_flip"] == pytest.approx((30 / 51) ** 9)
+    assert [e.state for e in desk.trip(+1, strategy="coin_flip")] == ["resolved"]
+
+
+def _stream(fills: int) -> list[list[Fill | Mark]]:
+    simulation = Simulation(SimulatorSourceConfig(type="simulator", seed=5), T0)
+    batches: list[list[Fill | Mark]] = []
+    while sum(isinstance(e, Fill) for batch in batches for e in batch) < fills:
+        batches.append(simulation.step(120.0))
+    return batches
+
+
+def test_batches_give_the_same_transitions_as_fill_by_fill_for_observation_rules() -> None:
+    rules = AlertRules.model_validate(
+        {
+            "rules": [
+                {"name": "slip", "level": "book", "kind": "slippage_anomaly", "z": 3, "window": 60, "min_samples": 20},
+                {"name": "deg", "level": "strategy", "kind": "degradation", "warmup": 20, "threshold": 2},
+            ]
+        }
+    )
+    batches = _stream(6_000)
+
+    def transitions(batched: bool) -> list[tuple[str, str, tuple[str, str, str], int]]:
+        engine = Engine()
+        alerts = AlertEngine(rules, engine, log_events=False)
+        out: list[AlertEvent] = []
+        for batch in batches:
+            if batched:
+                clock = engine.clock_ns
+                out += alerts.on_batch(batch, engine.on_events(batch), clock)
+                continue
+            for event in batch:
+                if isinstance(event, Fill):
+                    out += alerts.on_fill(event, engine.on_fill(event))
+                else:
+                    engine.on_mark(event)
+        return [(e.rule.name, e.state, (e.level, e.account, e.strategy), e.ts_ns) for e in out]
+
+    one_by_one = transitions(False)
+    assert len(one_by_one) > 10 and {t[0] for t in one_by_one} == {"slip", "deg"}
+    assert transitions(True) == one_by_one

@@ -125,6 +125,22 @@ def test_bursts_are_grouped_and_rate_limited(monkeypatch: pytest.MonkeyPatch) ->
         assert dispatcher.stats.suppressed == 1
 
 
+def test_a_rules_own_group_interval_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    with http_receiver() as hook:
+        monkeypatch.setenv("T_HOOK_URL", hook.url)
+        notifiers = {"hook": {"type": "webhook", "url_env": "T_HOOK_URL"}}
+        rule = RULE | {"notify": ["hook"], "group_interval": "0.6s"}
+        rules = AlertRules.model_validate({"notifiers": notifiers, "defaults": {"group_interval": 0}, "rules": [rule]})
+        dispatcher = Dispatcher(rules, build_notifiers(rules)[0])
+        dispatcher.submit(_event(rules, strategy="s0"))
+        assert len(hook.wait(1)) == 1
+        for i in (1, 2):
+            dispatcher.submit(_event(rules, strategy=f"s{i}"))
+        grouped = hook.wait(2)[1].json()
+        assert [a["strategy"] for a in grouped["alerts"]] == ["s1", "s2"]  # grouped: the default 0 would send each
+        dispatcher.close()
+
+
 def test_a_dead_notifier_does_not_delay_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ KINDS = {
     "threshold",
     "drawdown_pct",
     "sharpe",
+    "loss_streak",
     "slippage_anomaly",
     "degradation",
     "staleness",

@@ -96,7 +96,9 @@ class _Worker:
         if key in self.pending:
             self.pending[key][1].append(event)
             return
-        interval = self.rules.defaults.group_interval
+        interval = event.rule.group_interval
+        if interval is None:
+            interval = self.rules.defaults.group_interval
         since = time.monotonic() - self.last_sent.get(rule, -1e18)
         if since >= interval:
             self._deliver([event])
