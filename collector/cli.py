@@ -12,37 +12,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from collector import __version__
 from collector.config import Settings, load_settings
-from collector.errors import RunFailed, UserError
-from collector.store.influxd import DEFAULT_DIR, LocalInfluxd
-from collector.store.reader import QueryError
+from collector.errors import QueryError, RunFailed, UserError
+from collector.logsetup import LEVELS, configure
+from collector.store.influxd import LocalInfluxd
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from collector.optimize.job import Result
     from collector.sources.colmap import ColumnMap
 
 ALL_REJECTED_EXIT = 3  # the input was read, but some file had every record rejected
+INPUT_FORMATS = ("jsonl", "csv", "fix")  # --input-format; --format is always the output format
 
 log = logging.getLogger("stratmon")
-
-
-class JsonFormatter(logging.Formatter):
-    """Structured logs: one JSON object per line (time, level, logger, message, exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -56,12 +44,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     summary = ingest_files(
         settings,
         args.paths,
-        fmt=args.format,
+        fmt=args.format_in,
         dead_letter=args.dead_letter,
         show_progress=sys.stderr.isatty() and not args.json,
         profile=_column_map(args),
     )
-    if args.json:
+    if args.json or args.format == "json":
         print(json.dumps(summary.contract()))
     else:
         print(
@@ -84,9 +72,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _column_map(args: argparse.Namespace) -> ColumnMap | None:
+    from collector.packaged import shipped_map
     from collector.sources.colmap import load_map
 
-    return load_map(args.map) if args.map is not None else None
+    if args.map is None:
+        return None
+    # a bare name that is no file here is one of the shipped profiles (`--map ibkr-activity`)
+    shipped = None if args.map.exists() else shipped_map(str(args.map))
+    return load_map(shipped or args.map)
 
 
 def _all_rejected_status(paths: list[str]) -> int:
@@ -140,6 +133,8 @@ def _frame_for_output(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from collector.store.connect import open_reader
 
     reader = open_reader(_settings(args))
@@ -305,23 +300,33 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         results = optimize(settings, writer, dry_run=args.dry_run)
     finally:
         writer.close()
-    table = Table(title="suggestions" + (" (dry run)" if args.dry_run else ""))
+    table, in_place = suggestions_table(results, args.dry_run)
+    Console(width=None if sys.stdout.isatty() else 220).print(table)
+    if in_place:
+        print(f"{in_place} suggestions need no change (the parameter store already has the value): not listed")
+    return 0
+
+
+def suggestions_table(results: Sequence[Result], dry_run: bool) -> tuple[Table, int]:
+    """The optimizer's suggestions as a table, and how many were left out because nothing would change."""
+    table = Table(title="suggestions" + (" (dry run)" if dry_run else ""))
     for column in ("rule", "target", "change", "status", "confidence", "risk", "rationale"):
         table.add_column(column)
-    for result in results:
+    changes = [r for r in results if not r.outcome.decision.unchanged]
+    for result in changes:
         s = result.suggestion
         value = result.outcome.decision.value
+        old = result.outcome.record.old if result.outcome.record is not None else s.old  # the store's value
         table.add_row(
             s.rule,
             f"{s.strategy}/{s.account}",
-            f"{s.param}: {s.old} → {value if value is not None else s.new}",
+            f"{s.param}: {old} → {value if value is not None else s.new}",
             result.status + (f" ({result.outcome.decision.reason})" if result.outcome.decision.reason else ""),
             f"{s.confidence:.2f}",
             s.risk,
             s.rationale,
         )
-    Console(width=None if sys.stdout.isatty() else 220).print(table)
-    return 0
+    return table, len(results) - len(changes)
 
 
 def cmd_optimize_replay(args: argparse.Namespace) -> int:
@@ -367,12 +372,17 @@ def cmd_changes(args: argparse.Namespace) -> int:
             table.add_row(r.id, r.time, r.action, f"{r.strategy}/{r.account}", r.param, f"{r.old} → {r.new}", r.rule)
         Console(width=None if sys.stdout.isatty() else 200).print(table)
         return 0
-    if not args.id:
-        raise UserError(f"stratmon changes {args.action} needs a change id (see `stratmon changes list`)")
+    records = applier.audit.records()
+    # rollback takes applied changes only; show any record
+    known = [r.id for r in records if args.action == "show" or r.action == "apply"]
+    if not args.id or args.id not in known:
+        what = "no change" if args.action == "show" else "no applied change"
+        raise UserError(
+            (f"{what} {args.id!r}; " if args.id else f"stratmon changes {args.action} needs a change id; ")
+            + _known_ids(known, str(applier.audit.path))
+        )
     if args.action == "show":
-        record = applier.audit.find(args.id)
-        if record is None:
-            raise UserError(f"no change {args.id}")
+        record = next(r for r in records if r.id == args.id)
         print(json.dumps(record.__dict__, indent=2, default=str))
         return 0
     outcome = applier.rollback(args.id, reason=args.reason, now_ns=clock.time_ns())
@@ -382,8 +392,34 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_ids(ids: list[str], audit: str, show: int = 10) -> str:
+    """`ids: a, b, c` (the newest `show` of them) or that there are none, naming the audit log."""
+    if not ids:
+        return f"there are none in {audit}"
+    newest = ids[-show:]
+    more = f" (and {len(ids) - show} older; `stratmon changes list`)" if len(ids) > show else ""
+    return f"ids in {audit}: {', '.join(newest)}{more}"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from collector.scaffold import init_deployment
+
+    for path in init_deployment(args.dir, force=args.force):
+        print(path)
+    print(f"a deployment in {args.dir}: see {args.dir / 'README.md'} for the next steps", file=sys.stderr)
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
 def cmd_influx(args: argparse.Namespace) -> int:
-    server = LocalInfluxd(args.dir)
+    # the config's own server (state_dir/influxdb), the one its other commands find: never another config's
+    server = LocalInfluxd(args.dir if args.dir is not None else _settings(args).state_dir / "influxdb")
     if args.action == "start":
         state = server.start(port=args.port)
         print(f"influxd running: {state.url} (pid {state.pid}, data in {state.dir})")
@@ -399,6 +435,13 @@ def cmd_influx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_format(value: str) -> str:
+    """`--format` is the output format everywhere; an input format there was the old spelling of ingest's."""
+    if value in INPUT_FORMATS:
+        raise argparse.ArgumentTypeError(f"{value!r} is an input format: use --input-format {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     def global_options(defaults: bool) -> argparse.ArgumentParser:
         # Accepted before and after the command; after it they must not reset what came before.
@@ -406,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
         default = None if defaults else argparse.SUPPRESS
         options.add_argument("--config", default=default, help="YAML settings file (default: $STRATMON_CONFIG)")
         options.add_argument(
-            "--log-level", default=default, help="DEBUG, INFO, WARNING, ERROR (default: INFO for run, else WARNING)"
+            "--log-level",
+            type=str.upper,
+            choices=LEVELS,
+            default=default,
+            help="default: INFO for run, else WARNING (case-insensitive)",
         )
         options.add_argument(
             "--log-format", choices=["text", "json"], default=default, help="json: one object per line (default text)"
@@ -420,7 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", parents=[common], help="validate fills files and write them to InfluxDB")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV files or FIX logs; - reads stdin")
-    ingest.add_argument("--format", choices=["jsonl", "csv", "fix"], help="default: from the extension/content")
+    ingest.add_argument(
+        "--input-format", dest="format_in", choices=INPUT_FORMATS, help="default: from the extension/content"
+    )
+    ingest.add_argument(
+        "--format", type=_output_format, choices=["text", "json"], default="text", help="output format (json = --json)"
+    )
     ingest.add_argument("--map", type=Path, metavar="PROFILE.yaml", help="column map for other CSV/JSON layouts")
     ingest.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
     ingest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -428,11 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", parents=[common], help="all metrics at every level from fills files")
     report.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV fills files; - reads stdin")
-    report.add_argument("--format", choices=["json", "csv", "table"], default="table", help="output format")
+    report.add_argument(
+        "--format", type=_output_format, choices=["json", "csv", "table"], default="table", help="output format"
+    )
     report.add_argument("--level", choices=["portfolio", "account", "strategy", "book"], help="only this level")
     report.add_argument("--marks", nargs="+", metavar="PATH", help="marks files ({ts, symbol, price} records)")
     report.add_argument(
-        "--input-format", dest="format_in", choices=["jsonl", "csv", "fix"], help="default: from extension/content"
+        "--input-format", dest="format_in", choices=INPUT_FORMATS, help="default: from extension/content"
     )
     report.add_argument("--map", type=Path, metavar="PROFILE.yaml", help="column map for other CSV/JSON layouts")
     report.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
@@ -441,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = sub.add_parser("query", parents=[common], help="run an InfluxQL statement")
     query.add_argument("statement", metavar="INFLUXQL")
-    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    query.add_argument(
+        "--format", type=_output_format, choices=["table", "csv", "json"], default="table", help="output format"
+    )
     query.set_defaults(func=cmd_query)
 
     run = sub.add_parser("run", parents=[common], help="the collector: sources → engine → InfluxDB, jobs")
@@ -504,9 +560,20 @@ def build_parser() -> argparse.ArgumentParser:
     changes.add_argument("--reason", default="rolled back by a person", help="recorded in the audit log")
     changes.set_defaults(func=cmd_changes)
 
+    init = sub.add_parser("init", parents=[common], help="write a new deployment: config, rules/, .env.example, README")
+    init.add_argument("dir", type=Path, metavar="DIR", help="directory to write (created if missing)")
+    init.add_argument("--force", action="store_true", help="overwrite files that already exist")
+    init.set_defaults(func=cmd_init)
+
+    completion = sub.add_parser("completion", parents=[common], help="print a shell completion script")
+    completion.add_argument(
+        "shell", choices=["bash", "zsh"], help="e.g. `stratmon completion bash > /etc/bash_completion.d/stratmon`"
+    )
+    completion.set_defaults(func=cmd_completion)
+
     influx = sub.add_parser("influx", parents=[common], help="a private influxd for tests and the demo")
     influx.add_argument("action", choices=["start", "stop", "status"])
-    influx.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"data directory (default {DEFAULT_DIR})")
+    influx.add_argument("--dir", type=Path, help="data directory (default: state_dir/influxdb of the config)")
     influx.add_argument("--port", type=int, help="HTTP port on 127.0.0.1 (default: a free one)")
     influx.set_defaults(func=cmd_influx)
     return parser
@@ -514,15 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = args.log_level or ("INFO" if args.command == "run" else "WARNING")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-    handler_out = logging.StreamHandler()
-    handler_out.setFormatter(
-        JsonFormatter()
-        if args.log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.WARNING), handlers=[handler_out])
+    configure(args.log_level or ("INFO" if args.command == "run" else "WARNING"), args.log_format or "text")
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collector.errors import UserError
+from collector.packaged import default_rules
 from collector.yamlfile import Loc, YamlDocument, describe_validation_error, load_yaml
 
 ENV_PREFIX = "STRATMON_"
@@ -195,12 +196,18 @@ class JobsConfig(_Section):
 
 class AlertsConfig(_Section):
     enabled: bool = True
-    rules: Path = Field(Path("rules/alerts.yaml"), description="alert rules and notifiers (YAML)")
+    # rules/ of the working directory, else the defaults shipped in the package
+    rules: Path = Field(
+        default_factory=lambda: default_rules("alerts.yaml"), description="alert rules and notifiers (YAML)"
+    )
 
 
 class OptimizeConfig(_Section):
     enabled: bool = True
-    rules: Path = Field(Path("rules/optimization.yaml"), description="parameters, guardrails and rules (YAML)")
+    rules: Path = Field(
+        default_factory=lambda: default_rules("optimization.yaml"),
+        description="parameters, guardrails and rules (YAML)",
+    )
     every: float = Field(3600.0, gt=0, description="seconds between optimization runs inside `stratmon run`")
 
 
@@ -221,8 +228,8 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = Field(default_factory=list)
     run: RunConfig = RunConfig()
     jobs: JobsConfig = JobsConfig()
-    alerts: AlertsConfig = AlertsConfig()
-    optimize: OptimizeConfig = OptimizeConfig()
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # rules paths depend on the working directory
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
 
     @field_validator("state_dir")
     @classmethod

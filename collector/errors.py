@@ -11,3 +11,7 @@ class RunFailed(Exception):
     """The run could not complete (e.g. InfluxDB down with the spool disabled or full); exit 1."""
 
     exit_code = 1
+
+
+class QueryError(Exception):
+    """The server refused or failed a query; the message is the server's own explanation."""

@@ -96,15 +96,27 @@ class Formatter:
             ("Max drawdown", lambda s: f"{_pct(s.max_drawdown_pct)} ({_money(s.row['max_drawdown'])})"),
             ("Max drawdown duration (days)", lambda s: _num(s.max_drawdown_days, 1)),
             ("Longest drawdown (days)", lambda s: _num(s.longest_drawdown_days, 1)),
+            ("Average drawdown", lambda s: _pct(s.avg_drawdown_pct)),
+            ("Average drawdown (days)", lambda s: _num(s.avg_drawdown_days, 1)),
+            ("Recovery factor", lambda s: _num(s.recovery_factor)),
             ("Skew", lambda s: _num(s.skew)),
             ("Kurtosis (excess)", lambda s: _num(s.kurtosis)),
             ("Daily VaR 95%", lambda s: _pct(s.var)),
             ("Daily CVaR 95%", lambda s: _pct(s.cvar)),
             ("Best day", lambda s: _pct(s.best)),
             ("Worst day", lambda s: _pct(s.worst)),
+            ("Best month", lambda s: _pct(s.best_month)),
+            ("Worst month", lambda s: _pct(s.worst_month)),
+            ("Winning days", lambda s: _pct(s.win_days, 1)),
+            ("Most consecutive winning days", lambda s: str(s.win_streak)),
+            ("Most consecutive losing days", lambda s: str(s.loss_streak)),
+            ("Tail ratio (95/5)", lambda s: _num(s.tail_ratio)),
+            ("Gain/pain ratio", lambda s: _num(s.gain_to_pain)),
             ("Round trips", lambda s: f"{s.row['trades']:,}"),
             ("Win rate", lambda s: self._trips_ratio(s, "win_rate", True)),
             ("Profit factor", lambda s: self._trips_ratio(s, "profit_factor", False)),
+            ("Payoff ratio", lambda s: self._trips_ratio(s, "payoff_ratio", False)),
+            ("Expectancy (per round trip)", lambda s: self._trips_ratio(s, "expectancy", False)),
             ("Exposure (days at risk)", lambda s: _pct(s.exposure, 0)),
             ("Gross exposure now", lambda s: _money(s.row["gross_exposure"])),
             ("Turnover (× capital a year)", lambda s: _num(s.turnover, 1)),
@@ -216,9 +228,13 @@ def alerts_table(history: History, changes: list[Change]) -> str:
 
 
 def _details(summary: Summary, level: str) -> str:
+    """A collapsed block per account or strategy: its period, capital, monthly returns and worst drawdowns."""
+    r = summary.returns
     return (
         f"<details><summary>{html.escape(level)} {html.escape(summary.name)}: "
         f"return {_pct(summary.row['return_cum'])}, max drawdown {_pct(summary.max_drawdown_pct)}</summary>"
+        f"<p>{_date(summary.start_ns)} → {_date(summary.end_ns)} UTC, {len(r.values)} days, "
+        f"capital base {_money(r.capital)}</p>"
         f"<h4>Monthly returns</h4>{monthly_table(summary)}<h4>Worst drawdowns</h4>{drawdown_table(summary)}</details>"
     )
 

@@ -117,6 +117,40 @@ def exposure(returns: np.ndarray) -> float | None:
     return float(np.count_nonzero(returns)) / len(returns) if len(returns) else None
 
 
+def win_days(returns: np.ndarray) -> float | None:
+    """Periods with r > 0 / periods with r ≠ 0 (quantstats `win_rate` on daily returns)."""
+    active = np.count_nonzero(returns)
+    return float((returns > 0).sum()) / active if active else None
+
+
+def longest_run(signs: np.ndarray) -> int:
+    """The longest run of consecutive True values (quantstats `consecutive_wins` / `_losses`)."""
+    best = run = 0
+    for value in signs:
+        run = run + 1 if value else 0
+        best = max(best, run)
+    return best
+
+
+def tail_ratio(returns: np.ndarray) -> float | None:
+    """|95th percentile / 5th percentile| of the returns (quantstats `tail_ratio`, linear interpolation)."""
+    if len(returns) < 2:
+        return None
+    low = float(np.quantile(returns, 0.05))
+    return _finite(abs(float(np.quantile(returns, 0.95)) / low)) if low else None
+
+
+def gain_to_pain(returns: np.ndarray) -> float | None:
+    """Σ r / |Σ of the negative r| (quantstats `gain_to_pain_ratio`, daily)."""
+    pain = -float(returns[returns < 0].sum())
+    return float(returns.sum()) / pain if pain > 0 else None
+
+
+def recovery_factor(equity: float, max_drawdown: float) -> float | None:
+    """Net PnL / max drawdown (both currency): how many worst drawdowns the result has paid for."""
+    return equity / max_drawdown if max_drawdown > 0 else None
+
+
 def calmar(cagr_value: float | None, max_drawdown_fraction: float | None) -> float | None:
     """CAGR / max drawdown (as a fraction of peak NAV); None without a drawdown."""
     if cagr_value is None or not max_drawdown_fraction:

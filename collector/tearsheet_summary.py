@@ -21,11 +21,17 @@ from collector.tearsheet_stats import (
     calmar,
     conditional_value_at_risk,
     exposure,
+    gain_to_pain,
     kurtosis,
+    longest_run,
+    monthly_returns,
+    recovery_factor,
     skew,
     slippage_cost,
+    tail_ratio,
     value_at_risk,
     volatility,
+    win_days,
     worst,
     worst_drawdowns,
 )
@@ -46,12 +52,22 @@ class Summary:
     max_drawdown_pct: float | None
     max_drawdown_days: float | None  # the deepest drawdown's start to recovery (or to now)
     longest_drawdown_days: float | None
+    avg_drawdown_pct: float | None
+    avg_drawdown_days: float | None
+    recovery_factor: float | None
     skew: float | None
     kurtosis: float | None
     var: float | None
     cvar: float | None
     best: float | None
     worst: float | None
+    best_month: float | None
+    worst_month: float | None
+    win_days: float | None
+    win_streak: int  # most consecutive days with a gain
+    loss_streak: int
+    tail_ratio: float | None
+    gain_to_pain: float | None
     exposure: float | None
     turnover: float | None
     slippage_cost: float | None
@@ -78,6 +94,7 @@ def summarize(engine: Engine, history: History, series: Series) -> Summary:
     if max_pct is None:
         max_pct = max(fractions, default=0.0) if capital > 0 else None
     growth = cagr(r, year)
+    months = [v for year_months in monthly_returns(returns.days, r).values() for v in year_months.values()]
     return Summary(
         series=series,
         row=row,
@@ -90,12 +107,22 @@ def summarize(engine: Engine, history: History, series: Series) -> Summary:
         max_drawdown_pct=max_pct,
         max_drawdown_days=deepest.days(end) if deepest is not None else None,
         longest_drawdown_days=max((d.days(end) for d in every), default=None),
+        avg_drawdown_pct=sum(fractions) / len(fractions) if fractions else None,
+        avg_drawdown_days=sum(d.days(end) for d in every) / len(every) if every else None,
+        recovery_factor=recovery_factor(row["equity"], row["max_drawdown"]),
         skew=skew(r),
         kurtosis=kurtosis(r),
         var=value_at_risk(r),
         cvar=conditional_value_at_risk(r),
         best=best(r),
         worst=worst(r),
+        best_month=max(months, default=None),
+        worst_month=min(months, default=None),
+        win_days=win_days(r),
+        win_streak=longest_run(r > 0),
+        loss_streak=longest_run(r < 0),
+        tail_ratio=tail_ratio(r),
+        gain_to_pain=gain_to_pain(r),
         exposure=exposure(r),
         turnover=annual_turnover(row["volume"], capital, len(r), year),
         slippage_cost=slippage_cost(row["slippage_bps_avg"], row["volume"]),

@@ -223,5 +223,5 @@ def test_cli_unknown_extension_is_a_user_error(tmp_path: Path) -> None:
     done = _stratmon("ingest", str(path), env={"PATH": "/usr/bin:/bin", "STRATMON_INFLUX_URL": "http://127.0.0.1:9"})
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"stratmon: error: {path}: cannot tell the format from '.txt'; pass --format jsonl|csv|fix"
+        f"stratmon: error: {path}: cannot tell the format from '.txt'; pass --input-format jsonl|csv|fix"
     )

@@ -17,14 +17,19 @@ from collector.tearsheet_stats import (
     correlation,
     daily_returns,
     exposure,
+    gain_to_pain,
     kurtosis,
+    longest_run,
     monthly_returns,
     periods,
+    recovery_factor,
     rolling_sharpe,
     rolling_volatility,
     skew,
+    tail_ratio,
     value_at_risk,
     volatility,
+    win_days,
     worst_drawdowns,
 )
 
@@ -65,6 +70,17 @@ def test_cagr_is_nav_growth_per_year() -> None:
 
 def test_exposure_counts_days_with_pnl(returns: np.ndarray) -> None:
     assert exposure(returns) == pytest.approx(300 / 320)
+
+
+def test_streaks_tails_and_gain_to_pain() -> None:
+    r = np.array([0.01, 0.02, -0.01, 0.0, 0.03, 0.01, 0.02, -0.02, -0.01, 0.0])
+    assert longest_run(r > 0) == 3 and longest_run(r < 0) == 2 and longest_run(np.array([], bool)) == 0
+    assert win_days(r) == pytest.approx(5 / 8)
+    assert gain_to_pain(r) == pytest.approx(0.05 / 0.04)
+    series = pd.Series(r)
+    assert tail_ratio(r) == pytest.approx(abs(series.quantile(0.95) / series.quantile(0.05)))
+    assert recovery_factor(500.0, 250.0) == 2.0 and recovery_factor(500.0, 0.0) is None
+    assert gain_to_pain(np.array([0.01, 0.0])) is None
 
 
 def test_rolling_matches_pandas(returns: np.ndarray) -> None:

@@ -26,6 +26,7 @@ class Decision:
     value: float | bool | None  # what would be / was set
     reason: str  # why not applied, or what was adjusted ("" = as proposed)
     dry_run: bool = False
+    unchanged: bool = False  # the target already has the (bounded) proposed value: nothing to do
 
 
 @dataclass
@@ -92,7 +93,7 @@ class GuardrailBook:
             return Decision(False, None, f"{risk} risk: a proposal for people, never applied automatically")
         value, note = bounded(parameter, old, proposed)
         if value == old:
-            return Decision(False, value, f"no change ({note or 'already at the proposed value'})")
+            return Decision(False, value, f"no change ({note or 'already at the proposed value'})", unchanged=True)
         if automatic:
             last = self.state.last_applied.get(target)
             if last is not None and now_ns - last < config.cooldown * NS:

@@ -20,7 +20,7 @@ def detect_input_format(path: str, explicit: str | None) -> InputFormat:
     """--format, else the extension; `.fix`/`.log` files are read when their content is FIX."""
     if explicit is not None:
         if explicit not in FORMATS:
-            raise UserError(f"--format {explicit!r}: expected jsonl, csv or fix")
+            raise UserError(f"--input-format {explicit!r}: expected jsonl, csv or fix")
         return explicit  # type: ignore[return-value]
     suffix = Path(path).suffix.lower()
     if path != "-" and suffix in (".fix", ".log"):
@@ -31,12 +31,12 @@ def detect_input_format(path: str, explicit: str | None) -> InputFormat:
             raise UserError(f"{path}: cannot open: {exc.strerror or exc}") from None
         if sniff_fix(head):
             return "fix"
-        raise UserError(f"{path}: no FIX messages (8=FIX…35=…) in its first 64 KiB; pass --format jsonl|csv|fix")
+        raise UserError(f"{path}: no FIX messages (8=FIX…35=…) in its first 64 KiB; pass --input-format jsonl|csv|fix")
     try:
         return detect_format(path, None)
     except UserError:
         raise UserError(
-            f"{path}: cannot tell the format from {suffix or 'no extension'!r}; pass --format jsonl|csv|fix"
+            f"{path}: cannot tell the format from {suffix or 'no extension'!r}; pass --input-format jsonl|csv|fix"
         ) from None
 
 

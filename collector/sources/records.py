@@ -39,13 +39,15 @@ class RawRecord:
 def detect_format(path: str, explicit: str | None) -> Format:
     if explicit is not None:
         if explicit not in ("jsonl", "csv"):
-            raise UserError(f"--format {explicit!r}: expected jsonl or csv")
+            raise UserError(f"--input-format {explicit!r}: expected jsonl or csv")
         return explicit  # type: ignore[return-value]
     if path == "-":
         return "jsonl"
     suffix = Path(path).suffix.lower()
     if suffix not in _EXTENSIONS:
-        raise UserError(f"{path}: cannot tell the format from {suffix or 'no extension'!r}; pass --format jsonl|csv")
+        raise UserError(
+            f"{path}: cannot tell the format from {suffix or 'no extension'!r}; pass --input-format jsonl|csv"
+        )
     return _EXTENSIONS[suffix]
 
 

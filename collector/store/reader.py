@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import requests
 
+from collector.errors import QueryError as QueryError  # re-exported: callers import it from here
 from collector.store.transport import Endpoint
 
 
@@ -19,10 +20,6 @@ def _parse_int(text: str) -> int | float:
     """
     value = int(text)
     return value if -(2**63) <= value < 2**63 else float(text)
-
-
-class QueryError(Exception):
-    """The server refused or failed a query; the message is the server's own explanation."""
 
 
 def escape_string(value: str) -> str:
