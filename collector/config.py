@@ -11,9 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from collector.engine.metrics import MinSample
 from collector.errors import UserError
 from collector.packaged import default_rules
 from collector.yamlfile import Loc, YamlDocument, describe_validation_error, load_yaml
@@ -84,6 +94,13 @@ class MetricsConfig(_Section):
     day_basis: Literal["trading", "calendar"] = Field(
         "trading", description="Sharpe/Sortino periods: trading = Mon–Fri days, √252; calendar = every day, √365"
     )
+    min_days: int = Field(20, ge=0, description="days (of day_basis) before Sharpe and Sortino are reported")
+    min_round_trips: int = Field(
+        30, ge=0, description="closed round trips before win rate, profit factor, expectancy, payoff are reported"
+    )
+
+    def sample(self) -> MinSample:
+        return MinSample(self.min_days, self.min_round_trips)
 
 
 class FileSourceConfig(_Section):
@@ -230,6 +247,11 @@ class Settings(BaseSettings):
     jobs: JobsConfig = JobsConfig()
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # rules paths depend on the working directory
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    _config_path: Path | None = PrivateAttr(None)  # the file these settings came from (run/identity.py)
+
+    @property
+    def config_path(self) -> Path | None:
+        return self._config_path
 
     @field_validator("state_dir")
     @classmethod
@@ -283,6 +305,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raise UserError(f"{doc.path}:1: expected a mapping of sections (influx:, spool:, ingest:, ...)")
         data = doc.data
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, doc, _env_names())) from None
+    settings._config_path = Path(path) if path else None
+    return settings

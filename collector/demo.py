@@ -1,39 +1,59 @@
-"""`make demo`: a private InfluxDB, the simulated 31-strategy desk at an accelerated clock, the live view.
+"""`make demo`: the simulated 31-strategy desk at an accelerated clock, the live view, a private InfluxDB.
 
-Runs for `--seconds` (default 60, or $DEMO_SECONDS), then prints a few InfluxQL answers from what
-was written and how to look at it in Grafana. Run it again and the desk continues from its
-checkpoint instead of starting over.
+The demo is a deployment of its own: state in `.stratmon/demo/` (its config `stratmon.yaml`,
+checkpoint, spool, dead letters, parameter store and change log, rules copies and influxd data)
+and database `stratmon_demo`, so real runs (state_dir `.stratmon`, database `stratmon` by
+default) never see its checkpoint or its points. Runs for `--seconds` (default 60, or
+$DEMO_SECONDS), then prints a few InfluxQL answers and how to look at them. Run it again and the
+desk continues from its checkpoint, unless its clock would reach the present during the run (the
+simulator never runs ahead of real time, so it would trade at real-time pace): then it starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
+import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import yaml
 from rich.console import Console
 
-from collector.config import Settings, SimulatorSourceConfig, load_settings
+from collector.config import Settings, load_settings
+from collector.errors import UserError
 from collector.jobs.scheduler import JOBS, enabled_jobs
-from collector.optimize.rules import load_optimization
 from collector.receivers import SmtpReceiver, http_receiver, smtp_receiver
+from collector.run import identity
 from collector.run.collector import Collector
 from collector.run.live import run_with_live_view
 from collector.store.connect import open_reader, open_writer
 from collector.store.influxd import LocalInfluxd
+from collector.store.transport import Endpoint, run_statement
+
+DEMO_DIR = Path(".stratmon/demo")
+DEMO_DATABASE = "stratmon_demo"
+DAY_S = 86_400.0
+CLOCK_FILE = "clock.json"  # the simulated clock at the end of the last run
+KEEP = ("influxdb",)  # what starting over leaves in the demo's directory (the server's own files)
+PERCENT = ("win_rate", "return", "return_cum", "drawdown_pct", "max_drawdown_pct")
+RATIOS = ("sharpe", "sortino", "profit_factor", "p50_ms", "p99_ms")
 
 QUERIES = (
     (
-        "strategies by equity (latest perf point)",
-        "SELECT last(equity) AS equity, last(sharpe) AS sharpe, last(win_rate) AS win_rate, last(trades) AS trades "
+        "strategies by equity (latest perf point; sharpe, win_rate empty until metrics.min_days / min_round_trips)",
+        "SELECT last(equity) AS equity, last(nav) AS nav, last(max_drawdown_pct) AS max_drawdown_pct, "
+        "last(sharpe) AS sharpe, last(win_rate) AS win_rate, last(trades) AS trades "
         "FROM perf WHERE level = 'strategy' GROUP BY strategy",
     ),
     (
-        "portfolio, daily rollup (perf_1d)",
-        "SELECT equity_open, equity_close, pnl, fills, trades FROM perf_1d WHERE level = 'portfolio'",
+        "portfolio, daily rollup (perf_1d; return = the day's PnL in % of capital)",
+        "SELECT equity_open, equity_close, pnl, \"return\", fills, trades FROM perf_1d WHERE level = 'portfolio'",
     ),
     (
         "alerts fired, by rule",
@@ -54,26 +74,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill-days", type=float, default=5.0, help="history the clock starts from")
     args = parser.parse_args(argv)
     console = Console()
-    settings = load_settings(os.environ.get("STRATMON_CONFIG"))
-    server = LocalInfluxd(settings.state_dir / "influxdb")
+    root = DEMO_DIR.absolute()
+    server = LocalInfluxd(root / "influxdb")
     state = server.start()
-    if not settings.influx.url:
-        settings.influx.url = state.url
-    store = Path(".stratmon/parameters.json")
-    if settings.optimize.enabled and Path(settings.optimize.rules).is_file():
-        store = load_optimization(settings.optimize.rules).store.path
-    settings.sources = settings.sources or [
-        SimulatorSourceConfig(
-            type="simulator", speed=args.speed, backfill=args.backfill_days * 86_400, parameters_file=store
-        )  # closed loop: the optimizer's changes change what the simulated desk does
-    ]
-    settings.jobs.lateness = 0  # the accelerated clock makes windows complete quickly
-    settings.jobs.rollup_every = 5
+    config = _write_config(root, args.speed, args.backfill_days * DAY_S)
+    settings = load_settings(config)
+    _isolate(settings, root, state.url)  # STRATMON_* variables cannot point the demo at real state
+    console.print(
+        f"[bold]demo[/]: its own state dir {root} and database {DEMO_DATABASE!r}, apart from real runs "
+        f"(config {config})"
+    )
+    if _caught_up(root, args.seconds * args.speed):
+        _start_over(settings, root)
+        console.print(
+            "[bold]demo[/]: the simulated clock has reached the present (it never runs ahead of real time), "
+            f"so the desk starts over with {args.backfill_days:g} days of fresh history"
+        )
     with ExitStack() as stack:
         http = stack.enter_context(http_receiver())
         smtp = stack.enter_context(smtp_receiver())
-        if settings.alerts.enabled:
-            settings.alerts.rules = _demo_rules(settings, http.url, smtp)
+        _point_notifiers(http.url, smtp, settings.alerts.rules)
         collector = Collector(settings)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: collector.stop())
@@ -83,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             + (f", SMTP {smtp.host}:{smtp.port}" if smtp else "")
         )
         run_with_live_view(collector, args.seconds, console)
+        (root / CLOCK_FILE).write_text(json.dumps({"clock_ns": collector.engine.clock_ns}) + "\n", encoding="utf-8")
         paths = [request.path for request in http.requests]
         console.rule("notifications received by the local receivers (fast-path rules)")
         console.print(
@@ -101,24 +122,103 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[dim]{statement}[/]")
             if "equity" in frame.columns and "strategy" in frame.columns:
                 frame = frame.sort_values("equity", ascending=False)
-            console.print(frame.reset_index(drop="strategy" in frame.columns).to_string(index=False, max_rows=12))
+            frame = frame.reset_index(drop="strategy" in frame.columns)
+            console.print(_for_people(frame).to_string(index=False, max_rows=12))
     finally:
         reader.close()
     console.print(
-        f"\nThe data stays in {state.dir} (database {settings.influx.database!r});"
-        f" InfluxDB keeps running at {state.url}."
-        "\n  query it:   [bold].venv/bin/stratmon query 'SELECT last(equity) FROM perf GROUP BY level'[/]"
-        "\n  stop it:    [bold].venv/bin/stratmon influx stop[/]"
-        "\n  run again:  [bold]make demo[/] (the desk continues from its checkpoint)"
+        f"\nThe demo's data stays in {state.dir} (database {DEMO_DATABASE!r});"
+        f" its InfluxDB keeps running at {state.url}."
+        f"\n  query it:   [bold].venv/bin/stratmon --config {config} query "
+        "'SELECT last(nav), last(equity) FROM perf GROUP BY level'[/]"
+        f"\n  stop it:    [bold].venv/bin/stratmon --config {config} influx stop[/]"
+        "\n  run again:  [bold]make demo[/] (continues from its checkpoint until its clock reaches the present)"
+        "\nReal runs use their own config's state_dir and database and never read the demo's."
         "\nDashboards: on a machine with Docker, [bold]cp .env.example .env[/], fill in the secrets, then"
         " [bold]docker compose up[/] and open http://localhost:3000 (see README, Full stack)."
     )
     return 0
 
 
-def _demo_rules(settings: Settings, http_url: str, smtp: SmtpReceiver | None) -> Path:
-    """The configured rules with their notifiers pointed at the local receivers."""
-    rules = yaml.safe_load(Path(settings.alerts.rules).read_text(encoding="utf-8"))
+def _write_config(root: Path, speed: float, backfill_s: float) -> Path:
+    """The demo's deployment as a config file, so `stratmon --config` reaches the demo's server and data."""
+    root.mkdir(parents=True, exist_ok=True)
+    defaults = Settings()
+    store = root / "parameters.json"
+    rules = {
+        "alerts": _copy_rules(defaults.alerts.rules, root / "demo-alerts.yaml", {}),
+        "optimize": _copy_rules(
+            defaults.optimize.rules,
+            root / "demo-optimization.yaml",
+            {
+                ("store", "path"): str(store),
+                ("store", "audit"): str(root / "changes.jsonl"),
+                ("guardrails", "kill_switch_file"): str(root / "optimizer.kill"),
+            },
+        ),
+    }
+    config: dict[str, Any] = {
+        "state_dir": str(root),
+        "influx": {"database": DEMO_DATABASE},
+        "spool": {"dir": str(root / "spool")},
+        "ingest": {"dead_letter": str(root / "dead-letter.jsonl")},
+        # closed loop: the optimizer's changes change what the simulated desk does
+        "sources": [{"type": "simulator", "speed": speed, "backfill": backfill_s, "parameters_file": str(store)}],
+        "jobs": {"lateness": 0, "rollup_every": 5},  # the accelerated clock makes windows complete quickly
+        "alerts": {"rules": str(rules["alerts"])},
+        "optimize": {"rules": str(rules["optimize"])},
+    }
+    path = root / "stratmon.yaml"
+    header = "# written by `make demo` (python -m collector.demo) at every start: the demo's own deployment\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _copy_rules(source: Path, target: Path, paths: dict[tuple[str, str], str]) -> Path:
+    """A copy of a rules file with the given (section, key) values replaced: the demo's files, not the real ones."""
+    rules = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+    for (section, key), value in paths.items():
+        rules.setdefault(section, {})[key] = value
+    target.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return target
+
+
+def _isolate(settings: Settings, root: Path, url: str) -> None:
+    """Whatever the environment says, the demo keeps to its own directory, server and database."""
+    settings.state_dir = root
+    settings.influx.url = url
+    settings.influx.database = DEMO_DATABASE
+    settings.spool.dir = root / "spool"
+    settings.ingest.dead_letter = root / "dead-letter.jsonl"
+
+
+def _caught_up(root: Path, run_s: float) -> bool:
+    """Would this run's simulated clock reach the present? (then it would trade in real time: ~0 fills/s)."""
+    try:
+        clock_ns = int(json.loads((root / CLOCK_FILE).read_text(encoding="utf-8"))["clock_ns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # a first run, or a run that never ended cleanly: the checkpoint (if any) decides
+    return (time.time_ns() - clock_ns) / 1e9 < run_s
+
+
+def _start_over(settings: Settings, root: Path) -> None:
+    """Drop the demo's database and state (never the server's data directory), so history is fresh again."""
+    mine = identity.read(root / "collector")
+    if mine is not None and mine.database != DEMO_DATABASE:
+        raise UserError(f"{root} holds the state of another deployment ({mine.describe()}); not starting over there")
+    run_statement(Endpoint.from_config(settings.influx, str(settings.influx.url)), f'DROP DATABASE "{DEMO_DATABASE}"')
+    for entry in root.iterdir():
+        if entry.name in KEEP:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _point_notifiers(http_url: str, smtp: SmtpReceiver | None, rules_path: Path) -> None:
+    """The demo's rules copy with its notifiers pointed at the local receivers."""
+    rules = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))
     notifiers = rules.get("notifiers", {})
     os.environ["STRATMON_SLACK_WEBHOOK_URL"] = f"{http_url}/slack"
     os.environ["STRATMON_ALERT_WEBHOOK_URL"] = f"{http_url}/webhook"
@@ -129,10 +229,24 @@ def _demo_rules(settings: Settings, http_url: str, smtp: SmtpReceiver | None) ->
                 del notifiers[name]
                 continue
             notifier.update(host=smtp.host, port=smtp.port, security="none", username=None, password_env=None)
-    path = Path(settings.state_dir) / "demo-alerts.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
-    return path
+    Path(rules_path).write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+
+
+def _for_people(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rounded for reading: money in whole units, ratios to 2 decimals, fractions in %, — where undefined."""
+    out = frame.copy()
+    for column in out.columns:
+        values = pd.to_numeric(out[column], errors="coerce")
+        if values.isna().all() and out[column].notna().any():
+            continue  # a tag or a text column
+        if column in PERCENT:
+            text = values.map(lambda v: f"{v * 100:.2f}%")
+        elif column in RATIOS:
+            text = values.map(lambda v: f"{v:.2f}")
+        else:
+            text = values.map(lambda v: f"{v:,.0f}")
+        out[column] = text.where(values.notna(), "—")
+    return out
 
 
 def _final_rollups(settings: Settings) -> None:

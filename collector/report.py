@@ -27,11 +27,13 @@ from collector.sources.inputs import detect_input_format
 from collector.sources.records import detect_format, iter_file
 
 TABLE_COLUMNS = (
+    "nav",
     "equity",
     "realized_pnl",
     "unrealized_pnl",
     "fees",
     "max_drawdown",
+    "max_drawdown_pct",
     "return_cum",
     "trades",
     "win_rate",
@@ -40,6 +42,9 @@ TABLE_COLUMNS = (
     "sortino",
     "fills",
 )
+# how the table rounds for people (JSON and CSV keep full precision)
+PERCENT_COLUMNS = frozenset({"max_drawdown_pct", "drawdown_pct", "return_cum", "win_rate"})
+RATIO_COLUMNS = frozenset({"profit_factor", "payoff_ratio", "sharpe", "sortino", "slippage_bps_avg"})
 
 
 @dataclass
@@ -57,7 +62,9 @@ class Report:
 
 
 def new_engine(settings: Settings) -> Engine:
-    return Engine(settings.capital.accounts, settings.capital.default, settings.metrics.day_basis)
+    engine = Engine(settings.capital.accounts, settings.capital.default, settings.metrics.day_basis)
+    engine.sample = settings.metrics.sample()
+    return engine
 
 
 def _read_marks(paths: list[str], fmt: str | None, letters: DeadLetter) -> list[Mark]:
@@ -131,12 +138,17 @@ def build_report(
     return Report(engine, stats.accepted, stats.rejected, stats.duplicates, marks, letters, stats.all_rejected)
 
 
-def _cell(value: Any) -> str:
+def _cell(column: str, value: Any) -> str:
+    """Percentages with 2 decimals, ratios with 2, money in whole units (cents below 100); empty = undefined."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
-    return str(value)
+    if not isinstance(value, float):
+        return str(value)
+    if column in PERCENT_COLUMNS:
+        return f"{value:.2%}"
+    if column in RATIO_COLUMNS or abs(value) < 100:
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
 
 
 def render(report: Report, fmt: str, level: str | None) -> str:
@@ -158,7 +170,7 @@ def render(report: Report, fmt: str, level: str | None) -> str:
         for column in ("account", "strategy", *TABLE_COLUMNS):
             table.add_column(column, justify="left" if column in ("account", "strategy") else "right")
         for row in levels[name]:
-            table.add_row(*(_cell(row[c]) for c in ("account", "strategy", *TABLE_COLUMNS)))
+            table.add_row(*(_cell(c, row[c]) for c in ("account", "strategy", *TABLE_COLUMNS)))
         console.print(table)
     return console.export_text()
 

@@ -192,7 +192,7 @@ class ThresholdWatch(Watch):
 
 class DrawdownWatch(Watch):
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
-        return metrics.drawdown_pct(series.peak - series.equity, capital)
+        return metrics.drawdown_pct(series.peak - series.equity, capital, series.peak)
 
 
 class DailyWatch(Watch):

@@ -13,6 +13,7 @@ from itertools import chain
 from typing import Any
 
 from collector.engine.daily import DayBasis, period_day
+from collector.engine.metrics import MinSample
 from collector.engine.positions import Position, RoundTrip
 from collector.engine.revise import BookLog
 from collector.engine.series import ALL, LEVELS, Holding, Series
@@ -53,6 +54,7 @@ class Engine:
         self.capital_by_account = dict(capital_by_account or {})
         self.default_capital = default_capital
         self.day_basis: DayBasis = day_basis  # which days are Sharpe/Sortino periods (engine/daily.py)
+        self.sample = MinSample()  # the sample Sharpe and the trade ratios need (config `metrics.min_*`)
         # the last fills of each book, for busts and corrections (engine/revise.py); 0 = none kept
         self.log: BookLog | None = BookLog(bust_window) if bust_window > 0 else None
         # False: positions and realized PnL per fill only (`stratmon ingest`): no series, marks or equity
@@ -160,7 +162,7 @@ class Engine:
         return sum(self.capital_by_account.get(a, self.default_capital) for a in series.accounts)
 
     def row(self, series: Series) -> dict[str, Any]:
-        return series.row(self.capital_base(series), self.clock_ns, self.day_basis)
+        return series.row(self.capital_base(series), self.clock_ns, self.day_basis, self.sample)
 
     def rows(self, level: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Rows by level (the `stratmon report` JSON shape), sorted by account then strategy."""

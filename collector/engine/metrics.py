@@ -7,10 +7,31 @@ changes, which `DailyMoments` maintains incrementally. Conventions follow empyri
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 TRADING_DAYS = 252
 # Daily-return volatility below this (a ten-billionth of capital) is float rounding, not risk.
 NOISE_FLOOR = 1e-10
+
+
+@dataclass(frozen=True, slots=True)
+class MinSample:
+    """The sample an estimate needs before it is reported (config `metrics.min_days`, `metrics.min_round_trips`).
+
+    Sharpe and Sortino need `days` periods of the day basis; the trade statistics (win rate, profit
+    factor, expectancy, average win/loss, payoff ratio) need `round_trips` closed round trips.
+    Below that they are None: a Sharpe of 30 after five days or a profit factor of 155 on five
+    trades says nothing about the strategy. 0 reports them as soon as they are defined.
+    """
+
+    days: int = 20
+    round_trips: int = 30
+
+    def enough_days(self, days: int) -> bool:
+        return days >= self.days
+
+    def enough_trips(self, trips: int) -> bool:
+        return trips >= self.round_trips
 
 
 def equity(realized_pnl: float, unrealized_pnl: float, fees: float) -> float:
@@ -50,9 +71,18 @@ def payoff_ratio(avg_win: float | None, avg_loss: float | None) -> float | None:
     return avg_win / -avg_loss
 
 
-def drawdown_pct(drawdown: float, capital_base: float) -> float | None:
-    """drawdown / capital base (a fraction: 0.02 = 2% of capital)."""
-    return drawdown / capital_base if capital_base > 0 else None
+def nav(equity_now: float, capital_base: float) -> float | None:
+    """Net asset value = capital base + equity (cumulative PnL net of fees); None without a capital base."""
+    return capital_base + equity_now if capital_base > 0 else None
+
+
+def drawdown_pct(drawdown: float, capital_base: float, peak: float) -> float | None:
+    """drawdown / peak NAV = (peak − equity) / (capital base + peak) (a fraction: 0.02 = 2% below the peak).
+
+    `peak` is the peak equity (≥ 0: equity starts at 0), so capital base + peak is the highest NAV so far.
+    """
+    top = capital_base + peak
+    return drawdown / top if capital_base > 0 and top > 0 else None
 
 
 def return_cum(equity_now: float, capital_base: float) -> float | None:

@@ -7,10 +7,13 @@ from typing import Any
 
 from collector.engine import metrics
 from collector.engine.daily import PERIODS_PER_YEAR, DailyChanges, DayBasis, period_day
+from collector.engine.metrics import MinSample
 
+DEFAULT_SAMPLE = MinSample()  # what `metrics.min_days` / `metrics.min_round_trips` default to
 LEVELS = ("portfolio", "account", "strategy", "book")
 ALL = "_all"
 METRIC_FIELDS = (
+    "nav",
     "equity",
     "realized_pnl",
     "unrealized_pnl",
@@ -20,6 +23,7 @@ METRIC_FIELDS = (
     "drawdown",
     "max_drawdown",
     "drawdown_pct",
+    "max_drawdown_pct",
     "return_cum",
     "trades",
     "wins",
@@ -114,40 +118,53 @@ class Series:
         else:
             self.loss_streak = 0
 
-    def row(self, capital_base: float, clock_ns: int, basis: DayBasis = "trading") -> dict[str, Any]:
-        """All metrics of DESIGN §4 `perf`, undefined ones as None; Sharpe/Sortino on the `basis` days."""
+    def row(
+        self, capital_base: float, clock_ns: int, basis: DayBasis = "trading", sample: MinSample = DEFAULT_SAMPLE
+    ) -> dict[str, Any]:
+        """All metrics of the `perf` schema (docs/metrics.md), undefined ones as None.
+
+        Sharpe/Sortino are on the `basis` days and need `sample.days` of them; the trade ratios need
+        `sample.round_trips` closed round trips (None before: too small a sample to mean anything).
+        """
         equity = self.equity
+        drawdown = self.peak - equity
         moments = self.daily.as_of(period_day(clock_ns, basis), basis)
         year = PERIODS_PER_YEAR[basis]
         base = capital_base if capital_base > 0 else math.nan  # returns = daily change / capital base
-        avg_win = metrics.average_win(self.gross_wins, self.wins)
-        avg_loss = metrics.average_loss(self.gross_losses, self.losses)
+        days = sample.enough_days(moments.n)
+        trips = sample.enough_trips(self.trades)
+        avg_win = metrics.average_win(self.gross_wins, self.wins) if trips else None
+        avg_loss = metrics.average_loss(self.gross_losses, self.losses) if trips else None
         values: dict[str, Any] = {
             "level": self.level,
             "account": self.account,
             "strategy": self.strategy,
+            "nav": metrics.nav(equity, capital_base),
             "equity": equity,
             "realized_pnl": self.realized,
             "unrealized_pnl": self.unrealized,
             "fees": self.fees,
             "gross_exposure": sum((abs(h.v) for h in self.holdings.values()), 0.0),
             "net_exposure": sum((h.v for h in self.holdings.values()), 0.0),
-            "drawdown": self.peak - equity,
+            "drawdown": drawdown,
             "max_drawdown": self.max_dd,
-            "drawdown_pct": metrics.drawdown_pct(self.peak - equity, capital_base),
+            "drawdown_pct": metrics.drawdown_pct(drawdown, capital_base, self.peak),
+            "max_drawdown_pct": getattr(self, "max_dd_pct", None),  # engine state (issue 13) once it lands
             "return_cum": metrics.return_cum(equity, capital_base),
             "trades": self.trades,
             "wins": self.wins,
             "losses": self.losses,
-            "win_rate": metrics.win_rate(self.wins, self.trades),
-            "profit_factor": metrics.profit_factor(self.gross_wins, self.gross_losses),
-            "expectancy": metrics.expectancy(self.net_sum, self.trades),
+            "win_rate": metrics.win_rate(self.wins, self.trades) if trips else None,
+            "profit_factor": metrics.profit_factor(self.gross_wins, self.gross_losses) if trips else None,
+            "expectancy": metrics.expectancy(self.net_sum, self.trades) if trips else None,
             "avg_win": avg_win,
             "avg_loss": avg_loss,
             "payoff_ratio": metrics.payoff_ratio(avg_win, avg_loss),
             "loss_streak": self.loss_streak,
-            "sharpe": metrics.sharpe_ratio(moments.mean / base, moments.std / base, moments.n, year),
-            "sortino": metrics.sortino_ratio(moments.mean / base, moments.downside / base, moments.n, year),
+            "sharpe": metrics.sharpe_ratio(moments.mean / base, moments.std / base, moments.n, year) if days else None,
+            "sortino": (
+                metrics.sortino_ratio(moments.mean / base, moments.downside / base, moments.n, year) if days else None
+            ),
             "slippage_bps_avg": metrics.weighted_mean(self.slip_weighted, self.slip_notional),
             "fills": self.fills,
             "volume": self.volume,

@@ -179,6 +179,9 @@ def metrics_table(
                 _property("custom.cellOptions", {"type": "color-background", "mode": "basic"}),
             ],
         )
+        # of the peak NAV, since the first fill
+        .override_by_name("max drawdown", [_property("unit", "percentunit"), _property("decimals", 2)])
+        .override_by_name("NAV", [_property("unit", "currencyUSD"), _property("decimals", 0)])
         .override_by_name("win rate", [_property("unit", "percentunit"), _property("decimals", 1)])
         .override_by_name("Sharpe", [_property("decimals", 2)])
         .override_by_name("profit factor", [_property("decimals", 2)])
@@ -246,7 +249,8 @@ def portfolio() -> Dashboard:
     where = perf_where("portfolio")
     ranking = (
         'SELECT last("equity") AS "PnL", last("return_cum") AS "return", last("drawdown_pct") AS "drawdown", '
-        'last("sharpe") AS "Sharpe", last("win_rate") AS "win rate", last("profit_factor") AS "profit factor", '
+        'last("max_drawdown_pct") AS "max drawdown", last("nav") AS "NAV", last("sharpe") AS "Sharpe", '
+        'last("win_rate") AS "win rate", last("profit_factor") AS "profit factor", '
         f'last("trades") AS "trades", last("loss_streak") AS "loss streak" FROM {PERF} '
         f'WHERE {perf_where("strategy")} GROUP BY "strategy"'
     )
@@ -257,7 +261,8 @@ def portfolio() -> Dashboard:
     return (
         _base("stratmon · Portfolio overview", "portfolio", ["portfolio"])
         .with_row(Row("Now"))
-        .with_panel(single("Equity", "currencyUSD", f'SELECT last("equity") FROM {PERF} WHERE {where}', 4, MONEY))
+        .with_panel(single("NAV", "currencyUSD", f'SELECT last("nav") FROM {PERF} WHERE {where}', 4).decimals(0))
+        .with_panel(single("PnL (equity)", "currencyUSD", f'SELECT last("equity") FROM {PERF} WHERE {where}', 4, MONEY))
         .with_panel(single("Today's PnL", "currencyUSD", today_pnl(where), 4, MONEY).time_from("7d"))
         .with_panel(
             single(
@@ -284,7 +289,7 @@ def portfolio() -> Dashboard:
                 "Worst drawdown in range",
                 "percentunit",
                 f'SELECT max("drawdown_pct") * -1 FROM {PERF} WHERE {where}',
-                8,
+                4,
                 DRAWDOWN,
             ).decimals(2)
         )
@@ -365,7 +370,8 @@ def account() -> Dashboard:
     weekly = daily.replace("time(1d)", "time(1w, 4d)")  # epoch weeks start on Thursday; +4d = Monday 00:00 UTC
     strategies = (
         'SELECT last("equity") AS "PnL", last("return_cum") AS "return", last("drawdown_pct") AS "drawdown", '
-        'last("trades") AS "trades", last("win_rate") AS "win rate", last("slippage_bps_avg") AS "slippage bps" '
+        'last("max_drawdown_pct") AS "max drawdown", last("trades") AS "trades", last("win_rate") AS "win rate", '
+        'last("slippage_bps_avg") AS "slippage bps" '
         f'FROM {PERF} WHERE {perf_where("book", _match("account"))} GROUP BY "account", "strategy"'
     )
     return (

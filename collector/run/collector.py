@@ -30,7 +30,7 @@ from collector.errors import RunFailed, UserError
 from collector.model import Fill, FillValidator, Mark, event_json
 from collector.quarantine import ensure_directory, quarantine
 from collector.revisions import apply_revision
-from collector.run import checkpoint
+from collector.run import checkpoint, identity
 from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
 from collector.run.health import LatencyWindow
 from collector.run.heartbeat import Heartbeat
@@ -74,6 +74,7 @@ class Collector:
             raise UserError(f"state_dir: {settings.state_dir} is a file; expected a directory (or a path to create)")
         self.snapshot_path = Path(settings.state_dir) / "collector" / "checkpoint.json"
         ensure_directory(self.snapshot_path.parent, "nothing (it held no state)")
+        identity.claim(self.snapshot_path.parent, identity.Identity.of(settings))  # never another config's state
         for source in self.sources:
             source.use_state_dir(self.snapshot_path.parent)
         self.state = self._restore()
@@ -138,8 +139,10 @@ class Collector:
             saved = None
         if saved is None:
             engine = Engine(capital.accounts, capital.default, self.settings.metrics.day_basis, window)
+            engine.sample = self.settings.metrics.sample()
             return Checkpoint(engine=engine, stamps=UniqueTimestamps(stamps))
         saved.engine.day_basis = self.settings.metrics.day_basis  # like capital: the current config applies
+        saved.engine.sample = self.settings.metrics.sample()
         saved.engine.log = BookLog(window)  # not checkpointed: fills from before the restart cannot be busted
         log.info("continuing from checkpoint %s (%d fills so far)", self.snapshot_path, saved.counters.fills_in)
         return saved
@@ -387,9 +390,14 @@ class Collector:
         self.checker.flush()
 
     def event_now(self) -> int:
-        """The engine's event clock, advanced by the wall time since it last moved."""
+        """The engine's event clock, advanced by the wall time since it last moved.
+
+        Before the first event there is no event time: wall-clock time then (never 1970 + uptime).
+        """
         clock, since = self._anchor
         now = time.monotonic_ns()
+        if clock == 0 == self.engine.clock_ns:
+            return time.time_ns()
         if self.engine.clock_ns != clock:
             self._anchor = (self.engine.clock_ns, now)
             return self.engine.clock_ns

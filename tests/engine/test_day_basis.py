@@ -9,6 +9,7 @@ import pytest
 
 from collector.engine.daily import period_day, periods_between
 from collector.engine.engine import Engine
+from collector.engine.metrics import MinSample
 from collector.model import NS, Fill
 
 DAY = 86_400 * NS
@@ -27,6 +28,7 @@ def test_period_days_fold_weekends_into_monday() -> None:
 def _desk(basis: str) -> Engine:
     """A book that makes or loses money on weekdays only, over three weeks; a weekend mark does nothing."""
     engine = Engine(default_capital=1e6, day_basis=basis)  # type: ignore[arg-type]
+    engine.sample = MinSample(0, 0)  # the ratios of this small sample are what is checked
     pnl = [120.0, -40.0, 75.0, 10.0, -95.0, 60.0, 30.0, -20.0, 85.0, -5.0, 40.0, -70.0, 55.0, 25.0, 15.0]
     t, n = MONDAY + 10 * 3600 * NS, 0
     for week in range(3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector.engine.engine import Engine
+from collector.engine.metrics import MinSample
 from collector.engine.positions import Position
 from collector.model import NS, Fill, Mark
 
@@ -151,6 +152,7 @@ def test_aggregates_net_positions_per_symbol_and_sum_pnl() -> None:
 
 def test_trade_statistics_and_loss_streak() -> None:
     engine = Engine()
+    engine.sample = MinSample(0, 0)  # the ratios of this small sample are what is checked
     for i, (buy, sell) in enumerate([(100, 110), (100, 90), (100, 95), (100, 100), (100, 80)]):
         engine.on_fill(fill("buy", 1, buy, t=2 * i))
         engine.on_fill(fill("sell", 1, sell, t=2 * i + 1))
@@ -214,6 +216,7 @@ def test_tiny_lot_closed_by_a_huge_fill_flips_without_crashing() -> None:
 def test_break_even_within_float_noise_is_neither_win_nor_loss() -> None:
     """buy 50 @6.48, sell 25 @6.53, sell 25 @6.43 nets −2.2e-14 in float: break-even, not a loss."""
     engine = Engine()
+    engine.sample = MinSample(0, 0)  # the ratios of this small sample are what is checked
     engine.on_fill(fill("buy", 50, 6.48))
     engine.on_fill(fill("sell", 25, 6.53, t=1))
     engine.on_fill(fill("sell", 25, 6.43, t=2))
