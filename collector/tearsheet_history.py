@@ -1,10 +1,10 @@
 """What the tear sheet records while `stratmon report --html` replays fills: each series' equity path.
 
 An observer of `build_report`: after every event it reads, through the engine's read API, the equity
-of the series the event moved (the aggregates holding the symbol, and a fill's strategy, account and
-portfolio), and keeps hourly samples (plots), period-day closes (daily returns) and every
-drawdown. It also evaluates the alert rules over the same fills and reads the optimizer's audit log
-for the changes applied in the report's period.
+of the series the event moved (`Engine.take_changed`, which nothing else drains in a report), and
+keeps hourly samples (plots), period-day closes (daily returns) and every drawdown. It also
+evaluates the alert rules over the same fills and reads the optimizer's audit log for the changes
+applied in the report's period.
 """
 
 from __future__ import annotations
@@ -69,22 +69,14 @@ class History:
     audit: Path | None = None
     min_days: int | None = None  # the engine's minimum samples for Sharpe/Sortino and the trade ratios
     min_round_trips: int | None = None
-    _aggregates: list[Series] = field(default_factory=list)
-    _known: int = 0
 
     def __call__(self, engine: Engine, event: Fill | Mark, result: FillResult | None) -> None:
         if self.alerts is None and self.rules is not None:
             self.alerts = AlertEngine(self.rules, engine, log_events=False)
-        if self._known != len(engine.series):  # new series since the last event
-            self._aggregates = [s for s in engine.series.values() if s.level != "book"]
-            self._known = len(engine.series)
-        symbol = event.symbol
-        # a new price revalues every holder of the symbol, not only the fill's own chain
-        moved = [s for s in self._aggregates if symbol in s.holdings]
-        if isinstance(event, Fill):
-            moved += [s for s in engine.books[(event.account, event.strategy)].chain[1:] if symbol not in s.holdings]
-            if self.alerts is not None and result is not None:
-                self.events += self.alerts.on_fill(event, result)
+        if isinstance(event, Fill) and self.alerts is not None and result is not None:
+            self.events += self.alerts.on_fill(event, result)
+        # what the event moved: its chain, and every holder of the symbol when the price changed
+        moved = [s for s in engine.take_changed() if s.level != "book"]
         ts = event.ts
         hour = ts // HOUR_NS
         day = period_day(ts, engine.day_basis)
