@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from rich.progress import Progress
 
@@ -19,8 +20,8 @@ from collector.model import Fill, FillValidator
 from collector.revisions import apply_revision
 from collector.sources.colmap import ColumnMap
 from collector.sources.deadletter import DeadLetter
-from collector.sources.inputs import InputFormat, detect_input_format, read_input
-from collector.sources.records import RawRecord
+from collector.sources.inputs import InputFormat, detect_input_format, read_input, read_lines
+from collector.sources.records import RawRecord, decode_json_line, jsonl_lines
 from collector.store.connect import open_reader, open_writer
 from collector.store.errors import SpoolFullError, WriteError
 from collector.store.fillkeys import FillKeys, StoredKeys
@@ -28,6 +29,7 @@ from collector.store.lineproto import UniqueTimestamps, fill_line
 from collector.store.writer import Writer
 
 PROGRESS_MIN_LINES = 10_000
+T = TypeVar("T")
 KEY_BATCH = 50_000  # fills per read of the stored keys they may clash with (a read scans the batch's time range)
 
 
@@ -67,13 +69,13 @@ def _count_lines(path: str) -> int:
     return count
 
 
-def _with_progress(records: Iterable[RawRecord], total: int, label: str) -> Iterator[RawRecord]:
+def _with_progress(items: Iterable[T], total: int, label: str) -> Iterator[T]:
     with Progress(transient=True) as progress:
         task = progress.add_task(label, total=total)
-        for i, record in enumerate(records, 1):
+        for i, item in enumerate(items, 1):
             if i % 2000 == 0:
                 progress.update(task, completed=i)
-            yield record
+            yield item
 
 
 def ingest_files(
@@ -88,7 +90,8 @@ def ingest_files(
     intake = Intake(FillValidator(settings.ingest.max_future_skew), letters, settings.ingest.dedupe_window)
     formats = [detect_input_format(path, fmt) for path in paths]  # fail on a bad name before writing anything
     inputs = Inputs(paths, formats, profile)
-    writer = open_writer(settings)
+    # the sender may hold a whole key batch, so the next one is decoded while this one is written
+    writer = open_writer(settings, max_pending=KEY_BATCH // settings.influx.batch_size + 2)
     try:
         try:
             _ingest(settings, writer, intake, inputs, show_progress)
@@ -116,25 +119,30 @@ def _ingest(settings: Settings, writer: Writer, intake: Intake, inputs: Inputs, 
     engine = Engine(bust_window=settings.ingest.bust_window, revalue=False)  # realized PnL per fill is all it needs
     reader = open_reader(settings)
     keys = FillKeys(UniqueTimestamps(), StoredKeys(reader))
-    batch: list[tuple[Fill, float]] = []
+    batch: list[Fill] = []
+    limit = min(KEY_BATCH, writer.batch_size)  # small first batches, so InfluxDB has work from the start
 
     def write_batch() -> None:
-        stamps = keys.assign([f for f, _ in batch])
-        for (fill, realized), ts in zip(batch, stamps, strict=True):
-            writer.write(fill_line(fill, ts, realized))
+        nonlocal limit
+        if not batch:
+            return
+        realized = engine.on_events(batch).realized
+        stamps = keys.assign(batch)
+        writer.write_lines([fill_line(f, ts, pnl) for f, ts, pnl in zip(batch, stamps, realized, strict=True)])
         batch.clear()
+        limit = min(KEY_BATCH, 2 * limit)
 
     try:
         for fill in accepted_fills(intake, inputs, show_progress):
-            if fill.action != "fill":  # a bust/correction: what came before it is written first
+            if fill.action != "fill":  # a bust/correction: what came before it is booked and written first
                 write_batch()
                 try:
                     apply_revision(engine, fill, writer, keys, reader)
                 except RevisionError as exc:
                     intake.reject_event(fill, str(exc))
                 continue
-            batch.append((fill, engine.on_fill(fill).realized_pnl))
-            if len(batch) >= KEY_BATCH:
+            batch.append(fill)
+            if len(batch) >= limit:
                 write_batch()
         write_batch()
     finally:
@@ -154,16 +162,46 @@ def accepted_fills(intake: Intake, inputs: Inputs, show_progress: bool = False) 
     """Valid, new fills of all inputs in order; rejects go to the intake's dead letters."""
     stats = intake.stats
     for path, file_format in zip(inputs.paths, inputs.formats, strict=True):
-        records: Iterable[RawRecord] = read_input(path, file_format, sys.stdin.buffer, inputs.profile)
-        if show_progress and path != "-" and (total := _count_lines(path)) > PROGRESS_MIN_LINES:
-            records = _with_progress(records, total, Path(path).name)
         before = (stats.accepted + stats.duplicates, stats.rejected)
-        now_ns = time.time_ns()
-        for i, record in enumerate(records):
-            if i % 1024 == 0:
-                now_ns = time.time_ns()
-            fill = intake.accept(record, now_ns)
-            if fill is not None:
-                yield fill
+        if file_format == "jsonl" and inputs.profile is None:
+            yield from _jsonl_fills(intake, path, show_progress)
+        else:
+            records: Iterable[RawRecord] = read_input(path, file_format, sys.stdin.buffer, inputs.profile)
+            yield from _record_fills(intake, _progress(records, path, show_progress))
         if stats.rejected > before[1] and stats.accepted + stats.duplicates == before[0]:
             stats.all_rejected.append("stdin" if path == "-" else path)
+
+
+def _jsonl_fills(intake: Intake, path: str, show_progress: bool) -> Iterator[Fill]:
+    """JSON lines decoded straight into fills; a line that is not of the common shape goes the careful way."""
+    name = "stdin" if path == "-" else path
+    decode = intake.validator.decode_json
+    now_ns = time.time_ns()
+    for i, (lineno, line) in enumerate(jsonl_lines(_progress(read_lines(path, sys.stdin.buffer), path, show_progress))):
+        if i % 1024 == 0:
+            now_ns = time.time_ns()
+        fill = decode(line, now_ns)
+        fill = (
+            intake.admit(fill)
+            if fill is not None
+            else intake.accept(decode_json_line(line, f"{name}:{lineno}"), now_ns)
+        )
+        if fill is not None:
+            yield fill
+
+
+def _record_fills(intake: Intake, records: Iterable[RawRecord]) -> Iterator[Fill]:
+    now_ns = time.time_ns()
+    for i, record in enumerate(records):
+        if i % 1024 == 0:
+            now_ns = time.time_ns()
+        fill = intake.accept(record, now_ns)
+        if fill is not None:
+            yield fill
+
+
+def _progress(items: Iterable[T], path: str, show_progress: bool) -> Iterable[T]:
+    """`items` with a progress bar over the file's lines, when asked for and the file is large."""
+    if show_progress and path != "-" and (total := _count_lines(path)) > PROGRESS_MIN_LINES:
+        return _with_progress(items, total, Path(path).name)
+    return items

@@ -65,6 +65,10 @@ class Intake:
         except RejectedRecord as exc:
             self._reject(record, str(exc))
             return None
+        return self.admit(fill)
+
+    def admit(self, fill: Fill) -> Fill | None:
+        """A fill validated already (typed decoding): None when it is a duplicate."""
         if not self.seen.add((fill.account, fill.fill_id)):
             self.stats.duplicates += 1
             return None

@@ -1,4 +1,4 @@
-"""Fill and Mark records and their validation (DESIGN §3, the fill contract).
+"""Fill and Mark records and their validation (the fill contract: docs/fill-contract.md).
 
 Validation is hand-written rather than a pydantic model: every rejection carries one
 specific reason a desk engineer can act on, and the hot path stays cheap (ingest speed).
@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 NS = 1_000_000_000
 # Epoch-ns values below this (1973-03-03) are almost surely seconds or milliseconds by mistake.
@@ -258,12 +260,45 @@ def _positive(obj: Mapping[str, Any], key: str, required: bool) -> float | None:
     return number
 
 
+class _WireFill(msgspec.Struct, forbid_unknown_fields=True):
+    """A fill record of the common shape, decoded by msgspec in C (types checked there, not in Python).
+
+    Any other shape (unknown or misspelled keys, numeric strings, `null` where a value is required,
+    an `action`, broken JSON) fails to decode and takes orjson and `FillValidator.validate`, which
+    names the reason: this type only ever accepts a subset of what `validate` accepts.
+    """
+
+    ts: int | str
+    account: str
+    strategy: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    fill_id: str
+    fee: float | None = None
+    order_id: str | None = None
+    venue: str | None = None
+    arrival_price: float | None = None
+    order_ts: int | None = None
+    multiplier: float | None = None
+    action: None = None
+    ref_fill_id: None = None
+
+
+_WIRE = msgspec.json.Decoder(_WireFill)
+_NAME_CACHE = 65_536  # validated names remembered (each a few dozen bytes); the cache restarts beyond
+
+
 class FillValidator:
     """Turns one decoded record into a `Fill` or raises `RejectedRecord` with the reason."""
 
     def __init__(self, max_future_skew_s: float = 5.0) -> None:
         self.max_future_skew_ns = int(max_future_skew_s * NS)
         self.unknown_fields = 0
+        # account/strategy names and symbols already found valid, each mapped to one shared str
+        self._names: dict[str, str] = {}
+        self._symbols: dict[str, str] = {}
 
     def validate(self, obj: Any, now_ns: int) -> Fill:
         """A valid `Fill`, or `RejectedRecord` with the reason."""
@@ -275,91 +310,70 @@ class FillValidator:
                 return fill
         return self._explain(obj, now_ns)
 
+    def decode_json(self, line: bytes, now_ns: int) -> Fill | None:
+        """One JSON line straight to a `Fill` (msgspec's typed decoding); None: decode it and `validate` it.
+
+        None never means "rejected": the caller takes the careful path, which gives the reason.
+        """
+        try:
+            wire = _WIRE.decode(line)
+        except msgspec.DecodeError:
+            return None
+        return self._checked(
+            wire.ts,
+            wire.account,
+            wire.strategy,
+            wire.symbol,
+            wire.side,
+            wire.qty,
+            wire.price,
+            wire.fill_id,
+            wire.fee,
+            wire.order_id,
+            wire.venue,
+            wire.arrival_price,
+            wire.order_ts,
+            wire.multiplier,
+            now_ns,
+        )
+
     def _fast(self, obj: dict[str, Any], now_ns: int) -> Fill | None:
         """Accept the common well-formed record cheaply; None sends it to `_explain` (never rejects)."""
         get = obj.get
-        ts = get("ts")
-        if type(ts) is int:
-            if ts < MIN_EPOCH_NS:
-                return None
-        elif type(ts) is str:
-            try:
-                ts = parse_timestamp(ts, "ts")
-            except RejectedRecord:
-                return None
-        else:
-            return None
-        if ts > now_ns + self.max_future_skew_ns:
-            return None
-        account, strategy, symbol = get("account"), get("strategy"), get("symbol")
-        if not (
-            type(account) is str
-            and type(strategy) is str
-            and type(symbol) is str
-            and len(account) <= 64
-            and len(strategy) <= 64
-            and len(symbol) <= 64
-            and _NAME_RE.fullmatch(account)
-            and _NAME_RE.fullmatch(strategy)
-            and _SYMBOL_RE.fullmatch(symbol)
-            and account != RESERVED_NAME
-            and strategy != RESERVED_NAME
-        ):
-            return None
-        side = get("side")
-        if side != "buy" and side != "sell":
-            if type(side) is not str or side.lower() not in ("buy", "sell"):
-                return None
-            side = side.lower()
+        ts, account, strategy, symbol, side = get("ts"), get("account"), get("strategy"), get("symbol"), get("side")
         qty, price = _fast_number(get("qty")), _fast_number(get("price"))
         fill_id = get("fill_id")
-        if (
-            qty is None
-            or price is None
-            or not (qty > 0 and price > 0)
-            or type(fill_id) is not str
-            or not 0 < len(fill_id) <= 128
-            or _CONTROL_CHAR.search(fill_id)
+        if not (
+            (type(ts) is int or type(ts) is str)
+            and type(account) is str
+            and type(strategy) is str
+            and type(symbol) is str
+            and type(side) is str
+            and qty is not None
+            and price is not None
+            and type(fill_id) is str
         ):
             return None
-        fee = 0.0
-        multiplier = 1.0
-        arrival_price = order_id = venue = order_ts = None
+        fee = multiplier = arrival_price = None
+        order_id = venue = order_ts = None
         if len(obj) > 8:  # optional fields present: the careful path handles rare shapes
             if get("action") is not None:
                 return None
-            raw = get("fee")
-            if raw is not None:
-                fee = _fast_number(raw)  # type: ignore[assignment]
-                if fee is None or fee < 0:
-                    return None
-            raw = get("multiplier")
-            if raw is not None:
-                multiplier = _fast_number(raw)  # type: ignore[assignment]
-                if multiplier is None or multiplier <= 0:
-                    return None
-            raw = get("arrival_price")
-            if raw is not None:
-                arrival_price = _fast_number(raw)
-                if arrival_price is None or arrival_price <= 0:
-                    return None
-            for key in ("order_id", "venue"):
-                raw = get(key)
-                if raw is not None and (
-                    type(raw) is not str
-                    or not 0 < len(raw) <= (128 if key == "order_id" else 64)
-                    or _CONTROL_CHAR.search(raw)
-                ):
-                    return None
-            order_id, venue = get("order_id"), get("venue")
-            raw = get("order_ts")
-            if raw is not None:
-                if type(raw) is not int or raw < MIN_EPOCH_NS or raw > ts:
-                    return None
-                order_ts = raw
-        if _magnitude_problem(qty, price, multiplier, fee, arrival_price) is not None:
-            return None
-        return Fill(
+            fee, multiplier, arrival_price = get("fee"), get("multiplier"), get("arrival_price")
+            if fee is not None and (fee := _fast_number(fee)) is None:
+                return None
+            if multiplier is not None and (multiplier := _fast_number(multiplier)) is None:
+                return None
+            if arrival_price is not None and (arrival_price := _fast_number(arrival_price)) is None:
+                return None
+            order_id, venue, order_ts = get("order_id"), get("venue"), get("order_ts")
+            if not (
+                (order_id is None or type(order_id) is str)
+                and (venue is None or type(venue) is str)
+                and (order_ts is None or type(order_ts) is int)
+            ):
+                return None
+        return self._checked(
             ts,
             account,
             strategy,
@@ -374,7 +388,91 @@ class FillValidator:
             arrival_price,
             order_ts,
             multiplier,
+            now_ns,
         )
+
+    def _checked(
+        self,
+        ts: int | str,
+        account: str,
+        strategy: str,
+        symbol: str,
+        side: str,
+        qty: float,
+        price: float,
+        fill_id: str,
+        fee: float | None,
+        order_id: str | None,
+        venue: str | None,
+        arrival_price: float | None,
+        order_ts: int | None,
+        multiplier: float | None,
+        now_ns: int,
+    ) -> Fill | None:
+        """The contract's checks on values of the right JSON types (numbers finite); None → `_explain`."""
+        if isinstance(ts, str):
+            try:
+                ts = parse_timestamp(ts, "ts")
+            except RejectedRecord:
+                return None
+        if ts < MIN_EPOCH_NS or ts > now_ns + self.max_future_skew_ns:
+            return None
+        names, symbols = self._names, self._symbols
+        account_name = names.get(account) or self._remember(names, account, _NAME_RE)
+        strategy_name = names.get(strategy) or self._remember(names, strategy, _NAME_RE)
+        symbol_name = symbols.get(symbol) or self._remember(symbols, symbol, _SYMBOL_RE)
+        if account_name is None or strategy_name is None or symbol_name is None:
+            return None
+        if side != "buy" and side != "sell":
+            side = side.lower()
+            if side != "buy" and side != "sell":
+                return None
+        if not (qty > 0 and price > 0 and 0 < len(fill_id) <= 128) or _CONTROL_CHAR.search(fill_id):
+            return None
+        if fee is None:
+            fee = 0.0
+        elif not fee >= 0:
+            return None
+        if multiplier is None:
+            multiplier = 1.0
+        elif not multiplier > 0:
+            return None
+        if arrival_price is not None and not arrival_price > 0:
+            return None
+        if order_id is not None and (not 0 < len(order_id) <= 128 or _CONTROL_CHAR.search(order_id)):
+            return None
+        if venue is not None and (not 0 < len(venue) <= 64 or _CONTROL_CHAR.search(venue)):
+            return None
+        if order_ts is not None and (order_ts < MIN_EPOCH_NS or order_ts > ts):
+            return None
+        if _magnitude_problem(qty, price, multiplier, fee, arrival_price) is not None:
+            return None
+        return Fill(
+            ts,
+            account_name,
+            strategy_name,
+            symbol_name,
+            side,
+            qty,
+            price,
+            fill_id,
+            fee,
+            order_id,
+            venue,
+            arrival_price,
+            order_ts,
+            multiplier,
+        )
+
+    @staticmethod
+    def _remember(cache: dict[str, str], name: str, pattern: re.Pattern[str]) -> str | None:
+        """`name` if it is a valid account/strategy (or, with `_SYMBOL_RE`, symbol), remembered; else None."""
+        if not (len(name) <= 64 and pattern.fullmatch(name)) or (pattern is _NAME_RE and name == RESERVED_NAME):
+            return None
+        if len(cache) >= _NAME_CACHE:
+            cache.clear()
+        cache[name] = name
+        return name
 
     def _explain(self, obj: Any, now_ns: int) -> Fill:
         """The careful path: accepts what the contract allows, else names the first problem."""

@@ -44,16 +44,21 @@ def read_input(
     path: str, fmt: InputFormat, stdin: Iterable[bytes] | None = None, profile: ColumnMap | None = None
 ) -> Iterator[RawRecord]:
     """All records of one input (`-` = stdin), mapped through `profile` when one is given (CSV/JSON)."""
+    yield from _records(read_lines(path, stdin), "stdin" if path == "-" else path, fmt, profile)
+
+
+def read_lines(path: str, stdin: Iterable[bytes] | None = None) -> Iterator[bytes]:
+    """The raw lines of one input (`-` = the given stdin lines)."""
     if path == "-":
         assert stdin is not None
-        yield from _records(stdin, "stdin", fmt, profile)
+        yield from stdin
         return
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below; the generator keeps it open while iterating
     except OSError as exc:
         raise UserError(f"{path}: cannot open: {exc.strerror or exc}") from None
     with handle:
-        yield from _records(handle, path, fmt, profile)
+        yield from handle
 
 
 def _records(lines: Iterable[bytes], name: str, fmt: InputFormat, profile: ColumnMap | None) -> Iterator[RawRecord]:

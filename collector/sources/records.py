@@ -67,14 +67,20 @@ def decode_json_line(line: bytes, source: str) -> RawRecord:
         return RawRecord(source, line, error=_utf8_error(line) or f"invalid JSON: {exc}")
 
 
-def iter_jsonl(lines: Iterable[bytes], name: str, first_line: int = 1) -> Iterator[RawRecord]:
-    """One JSON object per line; blank lines are skipped, not rejected; a leading UTF-8 BOM is dropped."""
+def jsonl_lines(lines: Iterable[bytes], first_line: int = 1) -> Iterator[tuple[int, bytes]]:
+    """(line number, stripped line) of each line that is not blank; a leading UTF-8 BOM is dropped."""
     for lineno, line in enumerate(lines, first_line):
         line = line.strip()
         if lineno == first_line and line.startswith(BOM):
             line = line[len(BOM) :].strip()
         if line:
-            yield decode_json_line(line, f"{name}:{lineno}")
+            yield lineno, line
+
+
+def iter_jsonl(lines: Iterable[bytes], name: str, first_line: int = 1) -> Iterator[RawRecord]:
+    """One JSON object per line; blank lines are skipped, not rejected; a leading UTF-8 BOM is dropped."""
+    for lineno, line in jsonl_lines(lines, first_line):
+        yield decode_json_line(line, f"{name}:{lineno}")
 
 
 HeaderCheck = Callable[[list[str], str], None]

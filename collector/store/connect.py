@@ -23,8 +23,9 @@ def influx_url(settings: Settings) -> str:
     return running.url
 
 
-def open_writer(settings: Settings, block_when_full: bool = False) -> Writer:
-    """`block_when_full`: wait (backpressure) instead of failing when the spool cannot take more."""
+def open_writer(settings: Settings, block_when_full: bool = False, max_pending: int = 4) -> Writer:
+    """`block_when_full`: wait (backpressure) instead of failing when the spool cannot take more;
+    `max_pending`: batches that may wait for the sender before producers block."""
     url = influx_url(settings)
     spool = Spool(settings.spool.dir, settings.spool.max_bytes) if settings.spool.enabled else None
     cfg = settings.influx
@@ -35,6 +36,7 @@ def open_writer(settings: Settings, block_when_full: bool = False) -> Writer:
         spool=spool,
         drain_timeout=cfg.drain_timeout,
         block_when_full=block_when_full,
+        max_pending=max_pending,
     )
 
 

@@ -90,8 +90,18 @@ class Writer:
             self._submit(batch)
 
     def write_lines(self, lines: list[str]) -> None:
-        for line in lines:
-            self.write(line)
+        """Many lines under one lock: whole batches are cut from them and handed to the sender."""
+        size = self.batch_size
+        with self._lock:
+            if not self._lines:
+                self._started = time.monotonic()
+            pending = self._lines
+            pending.extend(lines)
+            full = len(pending) - len(pending) % size
+            chunks = [pending[i : i + size] for i in range(0, full, size)]
+            self._lines = pending[full:]
+        for chunk in chunks:
+            self._submit(("\n".join(chunk).encode(), len(chunk)))
 
     def flush(self) -> None:
         """Hand over everything buffered and wait until the sender has written or spooled it."""
