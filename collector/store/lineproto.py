@@ -52,7 +52,7 @@ def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldV
 
 
 def fill_line(fill: Fill, ts_ns: int, realized_pnl: float | None = None) -> str:
-    """The `fills` point of DESIGN §4. Tags are charset-checked already, so no escaping is needed."""
+    """The `fills` point (docs/schema.md). Tags are charset-checked already, so no escaping is needed."""
     qty, price = fill.qty, fill.price
     line = (
         f"fills,account={fill.account},side={fill.side},strategy={fill.strategy},symbol={fill.symbol}"
