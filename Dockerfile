@@ -7,11 +7,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md stratmon.example.yaml ./
 COPY collector ./collector
+# shipped in the package as collector/data/ (pyproject.toml); /app/rules is also what docker/collector.yaml reads
+COPY rules ./rules
+COPY examples/maps ./examples/maps
 RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/stratmon --create-home stratmon \
     && install -d -o stratmon -g stratmon /var/lib/stratmon/grafana-alerting  # a volume inherits this owner
-COPY rules ./rules
 COPY docker/collector.yaml /etc/stratmon/stratmon.yaml
 
 USER stratmon

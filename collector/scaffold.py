@@ -122,11 +122,14 @@ def init_deployment(target: Path, force: bool = False) -> list[Path]:
     existing = [str(path) for path in files if path.exists()]
     if existing and not force:
         raise UserError(f"init: not overwriting {', '.join(existing)} (pass --force to replace them)")
-    (target / "rules").mkdir(parents=True, exist_ok=True)
-    (target / "fills").mkdir(exist_ok=True)
-    for path, content in files.items():
-        if isinstance(content, Path):
-            shutil.copyfile(content, path)
-        else:
-            path.write_text(content, encoding="utf-8")
+    try:
+        (target / "rules").mkdir(parents=True, exist_ok=True)
+        (target / "fills").mkdir(exist_ok=True)
+        for path, content in files.items():
+            if isinstance(content, Path):
+                shutil.copyfile(content, path)
+            else:
+                path.write_text(content, encoding="utf-8")
+    except OSError as exc:  # a read-only or full disk, a file where a directory belongs
+        raise UserError(f"init: cannot write {exc.filename or target}: {exc.strerror or exc}") from None
     return list(files)

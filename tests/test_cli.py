@@ -181,6 +181,10 @@ def test_init_writes_a_deployment_that_loads_and_refuses_to_overwrite(
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="is a file"):
         init_deployment(tmp_path / "file")
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "rules").write_text("")  # a file where the rules directory belongs
+    with pytest.raises(UserError, match=r"init: cannot write .*blocked/rules: File exists"):
+        init_deployment(tmp_path / "blocked")
 
 
 def test_rules_default_to_the_working_directory_then_the_shipped_ones(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -131,3 +133,14 @@ def test_installed_commands_work_outside_the_repository(
 
 def report_fills(report: dict[str, dict[str, list[dict[str, float]]]]) -> float:
     return report["levels"]["portfolio"][0]["fills"]
+
+
+def test_the_docker_image_copies_what_the_package_ships_before_installing_it() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    needed = [d for d in config["package-dir"].values() if d != "."]
+    needed += [f for package, files in config["package-data"].items() if config["package-dir"][package] == "."
+               for f in files]  # fmt: skip
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    before_install = dockerfile[: dockerfile.index("RUN pip install .")]
+    copied = {name for line in re.findall(r"^COPY (.+) \S+$", before_install, re.M) for name in line.split()}
+    assert set(needed) <= copied, f"Dockerfile: COPY {sorted(set(needed) - copied)} before `pip install .`"
