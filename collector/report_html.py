@@ -204,7 +204,7 @@ def drawdown_table(summary: Summary) -> str:
                 _date(d.start_ns),
                 _date(d.trough_ns),
                 _date(d.end_ns) if d.end_ns is not None else "not recovered",
-                _pct(d.fraction(summary.returns.capital)),
+                _pct(d.deepest),
                 _money(d.depth),
                 _num(d.days(summary.end_ns), 1),
             ],

@@ -69,6 +69,8 @@ class History:
     audit: Path | None = None
     min_days: int | None = None  # the engine's minimum samples for Sharpe/Sortino and the trade ratios
     min_round_trips: int | None = None
+    _books: int = 0
+    _capital: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def __call__(self, engine: Engine, event: Fill | Mark, result: FillResult | None) -> None:
         if self.alerts is None and self.rules is not None:
@@ -77,6 +79,9 @@ class History:
             self.events += self.alerts.on_fill(event, result)
         # what the event moved: its chain, and every holder of the symbol when the price changed
         moved = [s for s in engine.take_changed() if s.level != "book"]
+        if len(engine.books) != self._books:  # a new book: its aggregates' capital bases grew
+            self._books = len(engine.books)
+            self._capital = {s.key: engine.capital_base(s) for s in engine.series.values() if s.level != "book"}
         ts = event.ts
         hour = ts // HOUR_NS
         day = period_day(ts, engine.day_basis)
@@ -86,7 +91,7 @@ class History:
                 path = self.paths[series.key] = SeriesPath(ts)
             equity = series.equity
             path.closes[day] = equity
-            path.drawdowns.observe(ts, equity)
+            path.drawdowns.observe(ts, equity, self._capital[series.key])
             path.hours[hour] = (equity, path.drawdowns.peak)
 
     def returns(self, engine: Engine, series: Series) -> Returns:

@@ -226,12 +226,8 @@ class Drawdown:
     peak: float  # equity at the start (currency, cumulative PnL)
     trough_ns: int
     depth: float  # peak − lowest equity (currency)
+    deepest: float  # max over its events of (peak − equity) / (capital base then + peak): % of peak NAV
     end_ns: int | None = None  # recovery; None while still under water
-
-    def fraction(self, capital: float) -> float | None:
-        """depth / peak NAV, peak NAV = capital + peak equity."""
-        nav = capital + self.peak
-        return self.depth / nav if nav > 0 else None
 
     def days(self, until_ns: int) -> float:
         """Calendar days from the start to the recovery (or to `until_ns` while not recovered)."""
@@ -243,7 +239,7 @@ class DrawdownTracker:
     """Every drawdown of an equity path, observed event by event (the engine's peak and max drawdown rule).
 
     A new high (equity > peak) restarts the clock; equity back at the peak ends the drawdown; the
-    deepest of them is the engine's `max_drawdown`.
+    deepest of them is the engine's `max_drawdown`, and their deepest fraction its `max_drawdown_pct`.
     """
 
     peak: float = 0.0
@@ -251,7 +247,8 @@ class DrawdownTracker:
     current: Drawdown | None = None
     done: list[Drawdown] = field(default_factory=list)
 
-    def observe(self, ts_ns: int, equity: float) -> None:
+    def observe(self, ts_ns: int, equity: float, capital: float) -> None:
+        """Equity at ts, with the series' capital base at that time (> 0)."""
         if self.peak_ns < 0:
             self.peak_ns = ts_ns
         if equity >= self.peak:
@@ -264,10 +261,15 @@ class DrawdownTracker:
             self.peak_ns = ts_ns
             return
         depth = self.peak - equity
-        if self.current is None:
-            self.current = Drawdown(self.peak_ns, self.peak, ts_ns, depth)
-        elif depth > self.current.depth:
-            self.current.depth, self.current.trough_ns = depth, ts_ns
+        fraction = depth / (capital + self.peak)
+        current = self.current
+        if current is None:
+            self.current = Drawdown(self.peak_ns, self.peak, ts_ns, depth, fraction)
+            return
+        if depth > current.depth:
+            current.depth, current.trough_ns = depth, ts_ns
+        if fraction > current.deepest:
+            current.deepest = fraction
 
     def all(self) -> list[Drawdown]:
         return [*self.done, *([self.current] if self.current is not None else [])]
@@ -276,9 +278,9 @@ class DrawdownTracker:
         return max((d.depth for d in self.all()), default=0.0)
 
 
-def worst_drawdowns(drawdowns: Iterable[Drawdown], capital: float, count: int = 5) -> list[Drawdown]:
+def worst_drawdowns(drawdowns: Iterable[Drawdown], count: int = 5) -> list[Drawdown]:
     """The `count` deepest drawdowns in % of peak NAV, deepest first."""
-    return sorted(drawdowns, key=lambda d: (d.fraction(capital) or 0.0, d.depth), reverse=True)[:count]
+    return sorted(drawdowns, key=lambda d: (d.deepest, d.depth), reverse=True)[:count]
 
 
 def underwater(equity: np.ndarray, peaks: np.ndarray, capital: float | np.ndarray) -> np.ndarray:

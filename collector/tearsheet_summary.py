@@ -88,11 +88,11 @@ def summarize(engine: Engine, history: History, series: Series) -> Summary:
     every = path.drawdowns.all()
     end = engine.clock_ns
     deepest = max(every, key=lambda d: d.depth, default=None)
-    fractions = [f for f in (d.fraction(capital) for d in every) if f is not None]
+    fractions = [d.deepest for d in every]
     # the engine's max drawdown in % of peak NAV once it carries one; the same rule over this path before
     max_pct = row.get("max_drawdown_pct")
     if max_pct is None:
-        max_pct = max(fractions, default=0.0) if capital > 0 else None
+        max_pct = max(fractions, default=0.0)
     growth = cagr(r, year)
     months = [v for year_months in monthly_returns(returns.days, r).values() for v in year_months.values()]
     return Summary(
@@ -126,7 +126,7 @@ def summarize(engine: Engine, history: History, series: Series) -> Summary:
         exposure=exposure(r),
         turnover=annual_turnover(row["volume"], capital, len(r), year),
         slippage_cost=slippage_cost(row["slippage_bps_avg"], row["volume"]),
-        drawdowns=worst_drawdowns(every, capital),
+        drawdowns=worst_drawdowns(every),
     )
 
 

@@ -90,8 +90,10 @@ def test_ratios_and_drawdown_are_the_engines(sheet: Sheet) -> None:
             checked += 1
         tracked = sheet.history.paths[summary.series.key].drawdowns.max_depth()
         assert tracked == pytest.approx(row["max_drawdown"], rel=1e-9, abs=1e-6)
-        if row.get("max_drawdown_pct") is not None:
+        if row.get("max_drawdown_pct") is not None:  # the engine's, and this path's drawdowns reach it
             assert summary.max_drawdown_pct == row["max_drawdown_pct"]
+            deepest = max(d.deepest for d in sheet.history.paths[summary.series.key].drawdowns.all())
+            assert deepest == pytest.approx(row["max_drawdown_pct"], rel=1e-9)
     assert checked >= 30  # not vacuous: the sample is long enough for Sharpe almost everywhere
 
 

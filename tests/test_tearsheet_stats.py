@@ -159,12 +159,12 @@ def test_drawdown_tracker_matches_brute_force() -> None:
     equity = list(np.cumsum([rng.gauss(0.05, 1) for _ in ts]))
     tracker = DrawdownTracker()
     for t, x in zip(ts, equity, strict=True):
-        tracker.observe(t, x)
+        tracker.observe(t, x, 1000.0)
     expected = _brute_drawdowns(ts, equity)
     assert [(d.start_ns, d.trough_ns, d.end_ns) for d in tracker.all()] == [e[:3] for e in expected]
     assert [d.depth for d in tracker.all()] == pytest.approx([e[3] for e in expected])
     running_max = np.maximum.accumulate(np.concatenate([[0.0], equity]))
     assert tracker.max_depth() == pytest.approx(float((running_max[1:] - equity).max()))
-    worst = worst_drawdowns(tracker.all(), 1000.0, 5)
+    worst = worst_drawdowns(tracker.all(), 5)
     fractions = sorted((d.depth / (1000.0 + d.peak) for d in tracker.all()), reverse=True)[:5]
-    assert [d.fraction(1000.0) for d in worst] == pytest.approx(fractions)
+    assert [d.deepest for d in worst] == pytest.approx(fractions)
