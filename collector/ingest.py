@@ -30,7 +30,10 @@ from collector.store.writer import Writer
 
 PROGRESS_MIN_LINES = 10_000
 T = TypeVar("T")
-KEY_BATCH = 50_000  # fills per read of the stored keys they may clash with (a read scans the batch's time range)
+# Fills per read of the stored keys they may clash with. A read scans every series of `fills` in the batch's
+# time range (~10 us of influxd CPU per series), so few large reads; the first ones are small (x4 ramp from
+# 2 writer batches) so that InfluxDB has points to write while the rest is decoded.
+KEY_BATCH = 100_000
 
 
 @dataclass
@@ -120,7 +123,7 @@ def _ingest(settings: Settings, writer: Writer, intake: Intake, inputs: Inputs, 
     reader = open_reader(settings)
     keys = FillKeys(UniqueTimestamps(), StoredKeys(reader))
     batch: list[Fill] = []
-    limit = min(KEY_BATCH, writer.batch_size)  # small first batches, so InfluxDB has work from the start
+    limit = min(KEY_BATCH, 2 * writer.batch_size)
 
     def write_batch() -> None:
         nonlocal limit
@@ -130,7 +133,7 @@ def _ingest(settings: Settings, writer: Writer, intake: Intake, inputs: Inputs, 
         stamps = keys.assign(batch)
         writer.write_lines([fill_line(f, ts, pnl) for f, ts, pnl in zip(batch, stamps, realized, strict=True)])
         batch.clear()
-        limit = min(KEY_BATCH, 2 * limit)
+        limit = min(KEY_BATCH, 4 * limit)
 
     try:
         for fill in accepted_fills(intake, inputs, show_progress):
