@@ -10,7 +10,7 @@ applied in the report's period.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,17 @@ from collector.optimize.store import AuditLog
 from collector.tearsheet_stats import DrawdownTracker, daily_returns, periods
 
 HOUR_NS = 3600 * NS
-APPLIED = ("apply", "rollback")  # audit actions that changed a parameter
+APPLIED = ("apply", "rollback")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # audit actions that changed a parameter
 
 
 @dataclass(slots=True)
 class SeriesPath:
-    """One series' recorded path: hourly (equity, peak), period-day closes, drawdowns."""
+    """One series' recorded path: hourly samples at each hour's last event, period-day closes, drawdowns."""
 
     first_ns: int
-    hours: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # hour → (equity, peak equity, drawdown in % of peak NAV = (peak − equity) / (capital base + peak))
+    hours: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     closes: dict[int, float] = field(default_factory=dict)
     drawdowns: DrawdownTracker = field(default_factory=DrawdownTracker)
 
@@ -91,8 +93,10 @@ class History:
                 path = self.paths[series.key] = SeriesPath(ts)
             equity = series.equity
             path.closes[day] = equity
-            path.drawdowns.observe(ts, equity, self._capital[series.key])
-            path.hours[hour] = (equity, path.drawdowns.peak)
+            capital = self._capital[series.key]
+            tracker = path.drawdowns
+            tracker.observe(ts, equity, capital)
+            path.hours[hour] = (equity, tracker.peak, (tracker.peak - equity) / (capital + tracker.peak))
 
     def returns(self, engine: Engine, series: Series) -> Returns:
         """Daily returns from the series' first event's period day to the engine clock's."""
@@ -111,9 +115,12 @@ class History:
             if record.action not in APPLIED:
                 continue
             try:
-                ts = int(datetime.fromisoformat(record.time.replace("Z", "+00:00")).timestamp() * NS)
+                moment = datetime.fromisoformat(str(record.time).replace("Z", "+00:00"))
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)  # the audit log writes UTC
+                ts = (moment - EPOCH) // timedelta(microseconds=1) * 1000  # exact: no float seconds
             except ValueError:
-                continue  # AuditLog logs unreadable records; a bad time is just not plotted
+                continue  # a hand-edited record with a bad time: left off the timeline
             if start_ns <= ts <= end_ns:
                 out.append(Change(ts, f"{record.action} {record.strategy}/{record.account} {record.param}"))
         return out

@@ -29,7 +29,6 @@ from collector.tearsheet_stats import (
     rolling_sharpe,
     rolling_volatility,
     rolling_window,
-    underwater,
 )
 from collector.tearsheet_summary import Summary
 
@@ -66,10 +65,10 @@ def _style(axis: Any, title: str, dates: bool = True) -> None:
 
 
 def _hourly(path: SeriesPath) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Times, equity and peak equity at the end of each recorded hour."""
+    """Times, equity and drawdown (fraction of peak NAV) at the end of each recorded hour."""
     hours = sorted(path.hours)
     values = np.array([path.hours[h] for h in hours])
-    return np.array([_when(h * HOUR_NS) for h in hours]), values[:, 0], values[:, 1]
+    return np.array([_when(h * HOUR_NS) for h in hours]), values[:, 0], values[:, 2]
 
 
 def _thin(values: np.ndarray, keep: str = "last") -> np.ndarray:
@@ -130,8 +129,8 @@ def cumulative_plot(
 
 def underwater_plot(portfolio: Summary, path: SeriesPath) -> str:
     """Portfolio drawdown in % of peak NAV over time, the five worst drawdowns shaded and numbered."""
-    times, equity, peaks = _hourly(path)
-    times, depth = _thin(times), _thin(100 * underwater(equity, peaks, portfolio.returns.capital), keep="min")
+    times, _, below = _hourly(path)
+    times, depth = _thin(times), _thin(-100 * below, keep="min")
     figure, axis = plt.subplots(figsize=(WIDE, 3.2))
     axis.fill_between(times, depth, 0, color="#d62728", alpha=0.55, linewidth=0.6)
     axis.plot(times, depth, color="#a01010", linewidth=0.7)
@@ -213,14 +212,14 @@ def correlation_plot(strategies: list[Summary], days: Sequence[int]) -> str:
 
 
 def strategy_days(strategies: list[Summary], paths: dict[tuple[str, str, str], SeriesPath]) -> tuple[list[int], Any]:
-    """UTC days and, per strategy, the last hourly (equity, peak) sample of each day (carried forward)."""
+    """UTC days and, per strategy, the last hourly sample of each day (carried forward): see SeriesPath.hours."""
     days = sorted({h // 24 for s in strategies for h in paths[s.series.key].hours})
-    grid = np.zeros((len(strategies), len(days), 2))
+    grid = np.zeros((len(strategies), len(days), 3))
     for row, summary in enumerate(strategies):
-        last: dict[int, tuple[float, float]] = {}
+        last: dict[int, tuple[float, float, float]] = {}
         for hour, sample in sorted(paths[summary.series.key].hours.items()):
             last[hour // 24] = sample
-        previous = (0.0, 0.0)
+        previous = (0.0, 0.0, 0.0)
         for column, day in enumerate(days):
             previous = last.get(day, previous)
             grid[row, column] = previous
@@ -238,10 +237,8 @@ def strategy_heatmaps(strategies: list[Summary], days: list[int], grid: Any) -> 
 
     `days` and `grid` are `strategy_days`'.
     """
-    equity, peaks = grid[..., 0], grid[..., 1]
-    pnl = np.diff(equity, axis=1, prepend=0.0)
-    capital = np.array([[s.returns.capital] for s in strategies])
-    depth = 100 * underwater(equity, peaks, capital)
+    pnl = np.diff(grid[..., 0], axis=1, prepend=0.0)
+    depth = -100 * grid[..., 2]
     names = [s.name for s in strategies]
     out = []
     for values, title, cmap, label in (

@@ -281,10 +281,3 @@ class DrawdownTracker:
 def worst_drawdowns(drawdowns: Iterable[Drawdown], count: int = 5) -> list[Drawdown]:
     """The `count` deepest drawdowns in % of peak NAV, deepest first."""
     return sorted(drawdowns, key=lambda d: (d.deepest, d.depth), reverse=True)[:count]
-
-
-def underwater(equity: np.ndarray, peaks: np.ndarray, capital: float | np.ndarray) -> np.ndarray:
-    """(peak − equity) / (capital + peak) per sample, as a negative fraction (0 at a high)."""
-    nav_peak = capital + peaks
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(nav_peak > 0, -(peaks - equity) / nav_peak, 0.0)

@@ -26,10 +26,12 @@ import pytest
 from collector.cli import main
 from collector.config import Settings
 from collector.engine.series import Series
+from collector.optimize.store import AuditLog, ChangeRecord, iso_time
 from collector.report import Report, build_report
-from collector.report_html import history_for, render_html
+from collector.report_html import alerts_table, history_for, render_html
 from collector.sources.synthetic import synthetic_fills, write_jsonl
-from collector.tearsheet_history import History
+from collector.tearsheet_history import Change, History
+from collector.tearsheet_plots import timeline_plot
 from collector.tearsheet_summary import Summary, summaries
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -145,6 +147,22 @@ def test_page_prints_the_engine_numbers(sheet: Sheet) -> None:
     assert page.count("<tr><td>1</td>") >= 1 + 35  # worst-drawdown tables: portfolio, accounts, strategies
     assert "<th>Jan</th>" in page and "Capital base" in page and "trading days" in page
     assert "<script" not in page and not re.search(r"""(src|href)=["']?https?://""", page)  # self-contained
+
+
+def test_applied_changes_come_from_the_audit_log(sheet: Sheet, tmp_path: Path) -> None:
+    """Applied changes and rollbacks inside the period are on the timeline and in the table; the rest is not."""
+    portfolio = sheet.levels["portfolio"][0]
+    middle = (portfolio.start_ns + portfolio.end_ns) // 2 // 10**6 * 10**6  # the audit log keeps milliseconds
+    audit = AuditLog(tmp_path / "changes.jsonl")
+    for action, ts in (("apply", middle), ("dry-run", middle), ("rollback", middle + 10**9), ("apply", 10**9)):
+        audit.append(ChangeRecord("strat_01", "ACC01", "size", 1.0, 0.5, action, "rule", "why", time=iso_time(ts)))
+    changes = History(audit=audit.path).changes(portfolio.start_ns, portfolio.end_ns)
+    assert changes == [
+        Change(middle, "apply strat_01/ACC01 size"),
+        Change(middle + 10**9, "rollback strat_01/ACC01 size"),
+    ]
+    assert "applied changes" in timeline_plot(sheet.history.events, changes)
+    assert "<td>rollback strat_01/ACC01 size</td>" in alerts_table(sheet.history, changes)
 
 
 def test_cli_writes_the_page_and_explains_missing_ratios(
