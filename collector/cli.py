@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -435,11 +435,15 @@ def cmd_influx(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_format(value: str) -> str:
-    """`--format` is the output format everywhere; an input format there was the old spelling of ingest's."""
-    if value in INPUT_FORMATS:
-        raise argparse.ArgumentTypeError(f"{value!r} is an input format: use --input-format {value}")
-    return value
+def _output_format(*choices: str) -> dict[str, Any]:
+    """`--format` options: always the output format; an input format there gets a pointer to --input-format."""
+
+    def parse(value: str) -> str:
+        if value in INPUT_FORMATS and value not in choices:
+            raise argparse.ArgumentTypeError(f"{value!r} is an input format: use --input-format {value}")
+        return value
+
+    return {"type": parse, "choices": choices, "help": "output format"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -470,9 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--input-format", dest="format_in", choices=INPUT_FORMATS, help="default: from the extension/content"
     )
-    ingest.add_argument(
-        "--format", type=_output_format, choices=["text", "json"], default="text", help="output format (json = --json)"
-    )
+    ingest.add_argument("--format", default="text", **_output_format("text", "json"))
     ingest.add_argument("--map", type=Path, metavar="PROFILE.yaml", help="column map for other CSV/JSON layouts")
     ingest.add_argument("--dead-letter", type=Path, help="where rejected records go (JSONL)")
     ingest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -480,9 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", parents=[common], help="all metrics at every level from fills files")
     report.add_argument("paths", nargs="+", metavar="PATH", help="JSONL/CSV fills files; - reads stdin")
-    report.add_argument(
-        "--format", type=_output_format, choices=["json", "csv", "table"], default="table", help="output format"
-    )
+    report.add_argument("--format", default="table", **_output_format("json", "csv", "table"))
     report.add_argument("--level", choices=["portfolio", "account", "strategy", "book"], help="only this level")
     report.add_argument("--marks", nargs="+", metavar="PATH", help="marks files ({ts, symbol, price} records)")
     report.add_argument(
@@ -495,9 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = sub.add_parser("query", parents=[common], help="run an InfluxQL statement")
     query.add_argument("statement", metavar="INFLUXQL")
-    query.add_argument(
-        "--format", type=_output_format, choices=["table", "csv", "json"], default="table", help="output format"
-    )
+    query.add_argument("--format", default="table", **_output_format("table", "csv", "json"))
     query.set_defaults(func=cmd_query)
 
     run = sub.add_parser("run", parents=[common], help="the collector: sources → engine → InfluxDB, jobs")

@@ -182,7 +182,12 @@ SourceConfig = Annotated[
 class RunConfig(_Section):
     instance: str = Field("", description="`instance` tag of collector self-metrics; empty = host name")
     queue_batches: int = Field(64, ge=1, le=100_000, description="batches between sources and engine (backpressure)")
-    flush_interval: float = Field(0.25, gt=0, le=60, description="seconds between perf writes of changed series")
+    flush_interval: float = Field(
+        0.25, gt=0, le=60, description="longest wait (seconds) before perf points of changed series are written"
+    )
+    flush_min_interval: float = Field(
+        0.01, ge=0, le=60, description="shortest gap (seconds) between flushes: an idle engine flushes this soon"
+    )
     heartbeat: float = Field(
         60.0, gt=0, le=86_400, description="event-time seconds after which an unchanged series gets a perf point again"
     )

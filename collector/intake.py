@@ -2,38 +2,51 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from collector.idwindow import IdWindow, id_line
 from collector.model import Fill, FillValidator, RejectedRecord, event_json
 from collector.sources.deadletter import DeadLetter
 from collector.sources.records import RawRecord
 
 
 class RecentIds:
-    """The last `capacity` (account, fill_id) pairs seen: duplicates are dropped, memory stays bounded."""
+    """The last `capacity` (account, fill_id) pairs seen: duplicates are dropped, memory stays bounded.
+
+    The pairs themselves live in an anonymous temporary file (hash matches are confirmed there); it is
+    rewritten with only the window's pairs when it holds twice `capacity`.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.window = IdWindow(capacity, tempfile.TemporaryFile())  # noqa: SIM115 - replaced, closed by GC
+        self._journaled = 0
 
     def __len__(self) -> int:
-        return len(self._seen)
-
-    def oldest_first(self) -> Iterator[tuple[str, str]]:
-        """The remembered pairs, oldest first."""
-        return iter(self._seen)
+        return len(self.window)
 
     def add(self, key: tuple[str, str]) -> bool:
         """True when new."""
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-        return True
+        new = self.window.add(id_line(*key))
+        self._count(int(new))
+        return new
+
+    def add_many(self, keys: Sequence[tuple[str, str]]) -> list[bool]:
+        """`add` for each key, in order, checked at once."""
+        new = self.window.add_many([id_line(*key) for key in keys])
+        self._count(sum(new))
+        return new
+
+    def _count(self, added: int) -> None:
+        self._journaled += added
+        if self._journaled > 2 * self.capacity:
+            old = self.window.journal
+            self.window.move_to(tempfile.TemporaryFile())  # noqa: SIM115 - as above
+            old.close()
+            self._journaled = len(self.window)
 
 
 @dataclass

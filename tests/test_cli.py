@@ -43,6 +43,8 @@ def test_format_is_the_output_format_and_the_old_input_spelling_says_what_to_use
     done = _cli("report", fills, "--input-format", "jsonl", "--format", "json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["levels"]["portfolio"][0]["fills"] == 1
+    as_csv = _cli("report", fills, "--input-format", "jsonl", "--format", "csv", cwd=tmp_path)  # csv: both kinds
+    assert as_csv.returncode == 0 and as_csv.stdout.startswith("level,account,strategy,"), as_csv.stderr
     unknown = _cli("report", fills, cwd=tmp_path)
     assert unknown.returncode == 2 and "pass --input-format jsonl|csv|fix" in unknown.stderr
 

@@ -1,9 +1,10 @@
 """The collector: sources → bounded queue → engine (this thread) → writer, with checkpoints and jobs.
 
-One thread owns the engine, so metric state needs no locks. Every `run.flush_interval` it
-writes `perf` points for the series that changed (and for any other series once `run.heartbeat`
-of event time has passed since its last point) and waits until the writer has made them
-durable; the wait is what end-to-end latency measures (batch receipt → durable perf point).
+One thread owns the engine, so metric state needs no locks. Whenever it is idle (at most every
+`run.flush_min_interval`, at least every `run.flush_interval`) it writes `perf` points for the
+series that changed (and for any other series once `run.heartbeat` of event time has passed since
+its last point) and waits until the writer has made them durable; the wait is what end-to-end
+latency measures (batch receipt → durable perf point).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 TAGS = ("level", "account", "strategy")
 RESTART_BACKOFF_MAX = 60.0
 CHECKPOINT_DUTY = 9.0  # wait at least this many times the last checkpoint's duration before the next
+FLUSH_DUTY = 1.0  # ... and the last flush's: waiting for durable writes takes at most ~half the engine's time
 
 
 def perf_line(row: dict[str, Any], ts_ns: int) -> str:
@@ -244,19 +246,25 @@ class Collector:
 
     # ---- engine thread ------------------------------------------------------------------------
     def _loop(self, deadline: float | None) -> None:
+        """Flush as soon as the engine is idle (queue empty, something booked) but not sooner than
+        `run.flush_min_interval`, nor sooner than FLUSH_DUTY × the last flush's duration after it
+        (slow writes stretch the interval), and at the latest `run.flush_interval` after the last one."""
         run = self.settings.run
         now = time.monotonic()
-        next_flush, next_health, next_snapshot = now + run.flush_interval, now + run.health_interval, now
-        next_snapshot += run.snapshot_interval
-        get = self.outlet.queue.get
+        flushed, flush_s = now, 0.0  # when the last flush ended, how long it took
+        next_health, next_snapshot = now + run.health_interval, now + run.snapshot_interval
+        waiting = self.outlet.queue
         while not self.stopping.is_set():
+            latest = flushed + run.flush_interval
+            soonest = min(latest, flushed + max(run.flush_min_interval, FLUSH_DUTY * flush_s))
             with contextlib.suppress(queue.Empty):
-                self._process(get(timeout=max(0.0, next_flush - time.monotonic())))
+                self._process(waiting.get(timeout=max(0.0, (soonest if self._pending else latest) - time.monotonic())))
             now = time.monotonic()
-            if now >= next_flush:
+            if now >= latest or (now >= soonest and self._pending and waiting.empty()):
                 self._flush()
                 self._supervise(now)
-                next_flush = now + run.flush_interval
+                flushed = time.monotonic()
+                flush_s = flushed - now
                 if now >= next_health:
                     self._write_health()
                     next_health = now + run.health_interval
@@ -279,13 +287,27 @@ class Collector:
 
     def _process(self, batch: Batch) -> None:
         assert self.writer is not None and self.fill_keys is not None
-        seen, counters, booked = self.seen, self.counters, self._unwritten
-        fills = 0
+        counters, booked, events = self.counters, self._unwritten, batch.events
+        fresh = self.seen.add_many([event for event in events if type(event) is Fill])
+        counters.marks_in += len(events) - len(fresh)
+        if all(fresh) and not any(type(e) is Fill and e.action != "fill" for e in events):
+            fills = self._book(events, booked, batch.received_ns)  # the usual batch: no duplicate, no revision
+        else:
+            fills = self._process_slowly(batch, iter(fresh))
+        counters.fills_in += fills
+        if batch.token is not None:
+            self.state.tokens[batch.source] = batch.token
+        self.latency.lag((time.perf_counter_ns() - batch.received_ns) / 1e6)
+        self._pending.append((batch.received_ns, fills))
+
+    def _process_slowly(self, batch: Batch, fresh: Iterator[bool]) -> int:
+        """A batch with duplicates (dropped) or revisions (applied between the fills around them)."""
+        booked, fills = self._unwritten, 0
         chunk: list[Fill | Mark] = []  # booked together: everything between two revisions
         for event in batch.events:
             if type(event) is Fill:
-                if not seen.add(event.account, event.fill_id):
-                    counters.fills_duplicate += 1
+                if not next(fresh):
+                    self.counters.fills_duplicate += 1
                     continue
                 if event.action != "fill":  # a bust/correction: the fills before it are booked and written first
                     fills += self._book(chunk, booked, batch.received_ns)
@@ -293,24 +315,16 @@ class Collector:
                     self._write_fills(booked)
                     self._revise(event, batch.source)
                     continue
-            else:
-                counters.marks_in += 1
             chunk.append(event)
-        fills += self._book(chunk, booked, batch.received_ns)
-        counters.fills_in += fills
-        if batch.token is not None:
-            self.state.tokens[batch.source] = batch.token
-        self.latency.lag((time.perf_counter_ns() - batch.received_ns) / 1e6)
-        self._pending.append((batch.received_ns, fills))
+        return fills + self._book(chunk, booked, batch.received_ns)
 
-    def _book(self, events: list[Fill | Mark], booked: list[tuple[Fill, float]], received_ns: int) -> int:
+    def _book(self, events: Sequence[Fill | Mark], booked: list[tuple[Fill, float]], received_ns: int) -> int:
         """Fills and marks through the engine and the alert rules; returns the number of fills."""
         if not events:
             return 0
         clock = self.engine.clock_ns
         result = self.engine.on_events(events)
-        realized = result.realized
-        fills = [(event, realized[i]) for i, event in enumerate(events) if isinstance(event, Fill)]
+        fills = [(event, pnl) for event, pnl in zip(events, result.realized, strict=True) if type(event) is Fill]
         booked += fills
         if self.alerts is not None and (alerts := self.alerts.on_batch(events, result, clock)):
             self._emit(alerts, received_ns)
@@ -320,8 +334,7 @@ class Collector:
         """`fills` points with keys checked against InfluxDB (one read per call: per flush, not per batch)."""
         assert self.writer is not None and self.fill_keys is not None
         keys = self.fill_keys.assign([f for f, _ in booked])
-        for (fill, realized), ts in zip(booked, keys, strict=True):
-            self.writer.write(fill_line(fill, ts, realized))
+        self.writer.write_lines([fill_line(f, ts, pnl) for (f, pnl), ts in zip(booked, keys, strict=True)])
         booked.clear()
 
     def _revise(self, event: Fill, source: str) -> None:

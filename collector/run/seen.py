@@ -5,18 +5,20 @@ engine for seconds. Instead each new pair is appended to a journal (one `account
 line; both are free of control characters by the fill contract) and a checkpoint records only
 the journal's generation and length. On restart the journal is cut back to that length — pairs
 after it belong to events that will be processed again — and its last `capacity` pairs are
-loaded. When a journal grows past twice `capacity` pairs, the remembered pairs are written to a
-new generation.
+loaded. When a journal grows past twice `capacity` pairs, the remembered pairs (the journal's
+suffix) are copied to a new generation. In memory only hashes and journal offsets are kept
+(collector.idwindow: ≤ 32 bytes per id); a hash match is confirmed by reading the journal.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
-from collector.intake import RecentIds
+from collector.idwindow import IdWindow, id_line
+from collector.model import Fill
 from collector.quarantine import ensure_directory, quarantine
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,9 @@ class SeenIds:
     def __init__(self, directory: Path, capacity: int) -> None:
         self.dir = directory
         self.capacity = capacity
-        self.memory = RecentIds(capacity)
         self.generation = 0
         self.entries = 0  # pairs in the current journal
-        self._journal: IO[str] | None = None
+        self._window: IdWindow | None = None
 
     def _path(self, generation: int) -> Path:
         return self.dir / f"seen-ids.{generation}.log"
@@ -60,7 +61,7 @@ class SeenIds:
                 problem = f"{len(raw)} bytes, shorter than the {length} the checkpoint recorded"
         elif length:
             problem = f"missing, though the checkpoint recorded {length} bytes"
-        pairs: list[tuple[str, str]] = []
+        lines: list[bytes] = []
         bad = 0
         for line in raw.split(b"\n")[:-1] if raw.endswith(b"\n") else raw.split(b"\n"):
             try:
@@ -68,7 +69,7 @@ class SeenIds:
             except UnicodeDecodeError:
                 account, tab = "", ""
             if tab and account and fill_id:
-                pairs.append((account, fill_id))
+                lines.append(line + b"\n")
             elif line:
                 bad += 1
         if bad:
@@ -78,50 +79,52 @@ class SeenIds:
                 quarantine(
                     path,
                     f"duplicate-id journal damaged: {problem}",
-                    f"the unreadable entries; {len(pairs)} fill ids were kept: a fill resent with a lost id is "
+                    f"the unreadable entries; {len(lines)} fill ids were kept: a fill resent with a lost id is "
                     "processed again",
                     "check InfluxDB for doubled fill_ids (SELECT count(qty), count(distinct(fill_id)) FROM fills)",
                 )
             else:
-                log.warning("duplicate-id journal %s: %s; starting with the %d ids read", path, problem, len(pairs))
+                log.warning("duplicate-id journal %s: %s; starting with the %d ids read", path, problem, len(lines))
         with open(path, "wb" if problem is not None else "r+b" if path.exists() else "wb") as handle:
             if problem is not None:
-                handle.write(b"".join(f"{a}\t{f}\n".encode() for a, f in pairs))
+                handle.write(b"".join(lines))
             else:
                 handle.truncate(length)
-        for pair in pairs:
-            self.memory.add(pair)
-        self.entries = len(pairs)
-        self._journal = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            size = handle.tell() if problem is not None else length
+        journal = open(path, "a+b")  # noqa: SIM115 - closed in close()
+        self._window = IdWindow(self.capacity, journal, size)
+        self._window.load(lines)
+        self.entries = len(lines)
 
     def add(self, account: str, fill_id: str) -> bool:
         """True when the pair is new (and journaled), False for a duplicate."""
-        if not self.memory.add((account, fill_id)):
-            return False
-        assert self._journal is not None
-        self._journal.write(f"{account}\t{fill_id}\n")
-        self.entries += 1
-        return True
+        assert self._window is not None
+        new = self._window.add(id_line(account, fill_id))
+        self.entries += new
+        return new
+
+    def add_many(self, fills: Sequence[Fill]) -> list[bool]:
+        """`add` for each fill, in order, checked at once."""
+        assert self._window is not None
+        new = self._window.add_many([f"{f.account}\t{f.fill_id}\n".encode() for f in fills])
+        self.entries += sum(new)
+        return new
 
     def durable_position(self) -> Position:
         """Flush and fsync the journal; the position goes into the checkpoint. Compacts when due."""
-        assert self._journal is not None
+        window = self._window
+        assert window is not None
         if self.entries > 2 * self.capacity:
-            self._compact()
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
-        return self.generation, self._journal.tell()
-
-    def _compact(self) -> None:
-        assert self._journal is not None
-        self._journal.close()
-        self.generation += 1
-        self._journal = open(self._path(self.generation), "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        for account, fill_id in self.memory.oldest_first():
-            self._journal.write(f"{account}\t{fill_id}\n")
-        self.entries = len(self.memory)
+            old = window.journal
+            self.generation += 1
+            window.move_to(open(self._path(self.generation), "w+b"))  # noqa: SIM115 - closed in close()
+            old.close()
+            self.entries = len(window)
+        window.journal.flush()
+        os.fsync(window.journal.fileno())
+        return self.generation, window.length
 
     def close(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        if self._window is not None:
+            self._window.journal.close()
+            self._window = None
