@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -39,6 +40,7 @@ from collector.store.transport import Endpoint, run_statement
 DEMO_DIR = Path(".stratmon/demo")
 DEMO_DATABASE = "stratmon_demo"
 DAY_S = 86_400.0
+DEMO_CAPITAL = 5_000_000.0  # per simulated account
 CLOCK_FILE = "clock.json"  # the simulated clock at the end of the last run
 KEEP = ("influxdb",)  # what starting over leaves in the demo's directory (the server's own files)
 PERCENT = ("win_rate", "return", "return_cum", "drawdown_pct", "max_drawdown_pct")
@@ -73,21 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=7200.0, help="simulated seconds per second (default 2 h/s)")
     parser.add_argument("--backfill-days", type=float, default=5.0, help="history the clock starts from")
     args = parser.parse_args(argv)
+    # a rollup still running when the next is due is skipped (and caught up): not news for the live view
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     console = Console()
     root = DEMO_DIR.absolute()
     server = LocalInfluxd(root / "influxdb")
     state = server.start()
+    restart = _caught_up(root, args.seconds * args.speed)
+    if restart:
+        _start_over(root, state.url)
     config = _write_config(root, args.speed, args.backfill_days * DAY_S)
     settings = load_settings(config)
     _isolate(settings, root, state.url)  # STRATMON_* variables cannot point the demo at real state
     console.print(
         f"[bold]demo[/]: its own state dir {root} and database {DEMO_DATABASE!r}, apart from real runs "
-        f"(config {config})"
+        f"(config {config}); capital {DEMO_CAPITAL:,.0f} per simulated account"
     )
-    if _caught_up(root, args.seconds * args.speed):
-        _start_over(settings, root)
+    if restart:
         console.print(
-            "[bold]demo[/]: the simulated clock has reached the present (it never runs ahead of real time), "
+            "[bold]demo[/]: the simulated clock had reached the present (it never runs ahead of real time), "
             f"so the desk starts over with {args.backfill_days:g} days of fresh history"
         )
     with ExitStack() as stack:
@@ -160,6 +166,9 @@ def _write_config(root: Path, speed: float, backfill_s: float) -> Path:
     config: dict[str, Any] = {
         "state_dir": str(root),
         "influx": {"database": DEMO_DATABASE},
+        # the simulated books enter ~250k per trade in up to 31 strategies: 5M an account keeps gross leverage
+        # near 2 and a day's PnL a fraction of a percent (at 1M a day would be ~1% of capital, Sharpe alike)
+        "capital": {"default": DEMO_CAPITAL},
         "spool": {"dir": str(root / "spool")},
         "ingest": {"dead_letter": str(root / "dead-letter.jsonl")},
         # closed loop: the optimizer's changes change what the simulated desk does
@@ -201,12 +210,12 @@ def _caught_up(root: Path, run_s: float) -> bool:
     return (time.time_ns() - clock_ns) / 1e9 < run_s
 
 
-def _start_over(settings: Settings, root: Path) -> None:
+def _start_over(root: Path, url: str) -> None:
     """Drop the demo's database and state (never the server's data directory), so history is fresh again."""
     mine = identity.read(root / "collector")
     if mine is not None and mine.database != DEMO_DATABASE:
         raise UserError(f"{root} holds the state of another deployment ({mine.describe()}); not starting over there")
-    run_statement(Endpoint.from_config(settings.influx, str(settings.influx.url)), f'DROP DATABASE "{DEMO_DATABASE}"')
+    run_statement(Endpoint(url, DEMO_DATABASE), f'DROP DATABASE "{DEMO_DATABASE}"')
     for entry in root.iterdir():
         if entry.name in KEEP:
             continue
@@ -236,6 +245,10 @@ def _for_people(frame: pd.DataFrame) -> pd.DataFrame:
     """Rounded for reading: money in whole units, ratios to 2 decimals, fractions in %, — where undefined."""
     out = frame.copy()
     for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            if (out[column].astype("int64") == 0).all():
+                out = out.drop(columns=column)  # an aggregate over all time: InfluxDB answers epoch 0
+            continue
         values = pd.to_numeric(out[column], errors="coerce")
         if values.isna().all() and out[column].notna().any():
             continue  # a tag or a text column

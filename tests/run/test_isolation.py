@@ -147,6 +147,7 @@ def test_the_demo_is_a_deployment_of_its_own(tmp_path: Path, monkeypatch: pytest
     for path in (optimization["store"]["path"], optimization["store"]["audit"]):
         assert Path(path).is_relative_to(root), path
     assert Path(settings.alerts.rules).is_relative_to(root)
+    assert settings.capital.default == demo.DEMO_CAPITAL
     source = settings.sources[0]
     assert source.type == "simulator" and source.parameters_file == Path(optimization["store"]["path"])
 
