@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import requests
 
 from collector.errors import QueryError as QueryError  # re-exported: callers import it from here
 from collector.store.transport import Endpoint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _parse_int(text: str) -> int | float:
@@ -63,6 +65,8 @@ class Reader:
 
     def query(self, statement: str) -> pd.DataFrame:
         """All series of the statement in one frame: a UTC `time` index when present, tags as columns."""
+        import pandas as pd  # here, not at import: `stratmon ingest` reads raw results only (start-up time)
+
         results = self.raw(statement)
         frames = []
         for result in results:
