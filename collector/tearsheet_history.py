@@ -1,10 +1,12 @@
 """What the tear sheet records while `stratmon report --html` replays fills: each series' equity path.
 
-An observer of `build_report`: after every event it reads, through the engine's read API, the equity
-of the series the event moved (`Engine.take_changed`, which nothing else drains in a report), and
-keeps hourly samples (plots), period-day closes (daily returns) and every drawdown. It also
-evaluates the alert rules over the same fills and reads the optimizer's audit log for the changes
-applied in the report's period.
+An observer of `build_report`, reading the engine through its read API: each period day's close of
+every portfolio, account and strategy series (exact: taken when the next day starts, from the
+series' daily state), an equity sample of each at the first event of every hour (plots, and their
+drawdowns at that resolution), and the portfolio after every event (its drawdowns exactly as the
+engine sees them). Reading a few dozen series per event would cost more than the engine itself.
+It also evaluates the alert rules over the same fills and reads the optimizer's audit log for the
+changes applied in the report's period.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # audit actions that changed a paramet
 
 @dataclass(slots=True)
 class SeriesPath:
-    """One series' recorded path: hourly samples at each hour's last event, period-day closes, drawdowns."""
+    """One series' recorded path: hourly samples, period-day closes, drawdowns (see the module docstring)."""
 
     first_ns: int
     # hour → (equity, peak equity, drawdown in % of peak NAV = (peak − equity) / (capital base + peak))
@@ -72,31 +74,60 @@ class History:
     min_days: int | None = None  # the engine's minimum samples for Sharpe/Sortino and the trade ratios
     min_round_trips: int | None = None
     _books: int = 0
+    _aggregates: list[Series] = field(default_factory=list)
     _capital: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _hour: int = -1
+    _day: int = -1
 
     def __call__(self, engine: Engine, event: Fill | Mark, result: FillResult | None) -> None:
         if self.alerts is None and self.rules is not None:
             self.alerts = AlertEngine(self.rules, engine, log_events=False)
         if isinstance(event, Fill) and self.alerts is not None and result is not None:
             self.events += self.alerts.on_fill(event, result)
-        # what the event moved: its chain, and every holder of the symbol when the price changed
-        moved = [s for s in engine.take_changed() if s.level != "book"]
-        if len(engine.books) != self._books:  # a new book: its aggregates' capital bases grew
-            self._books = len(engine.books)
-            self._capital = {s.key: engine.capital_base(s) for s in engine.series.values() if s.level != "book"}
         ts = event.ts
-        hour = ts // HOUR_NS
+        if len(engine.books) != self._books:  # a new book: new aggregates, larger capital bases
+            self._books = len(engine.books)
+            self._aggregates = [s for s in engine.series.values() if s.level != "book"]
+            self._capital = {s.key: engine.capital_base(s) for s in self._aggregates}
+            for series in self._aggregates:
+                if series.key not in self.paths:
+                    self.paths[series.key] = SeriesPath(ts)
         day = period_day(ts, engine.day_basis)
-        for series in moved:
-            path = self.paths.get(series.key)
-            if path is None:
-                path = self.paths[series.key] = SeriesPath(ts)
-            equity = series.equity
-            path.closes[day] = equity
-            capital = self._capital[series.key]
-            tracker = path.drawdowns
-            tracker.observe(ts, equity, capital)
-            path.hours[hour] = (equity, tracker.peak, (tracker.peak - equity) / (capital + tracker.peak))
+        if day != self._day:  # events come in time order: the previous period day is over
+            if self._day >= 0:
+                self._close_day(day)
+            self._day = day
+        hour = ts // HOUR_NS
+        if hour != self._hour:
+            self._hour = hour
+            for series in self._aggregates:
+                if series is not engine.portfolio:
+                    self._sample(series, ts)
+        self._sample(engine.portfolio, ts)  # every event: the portfolio's drawdowns are exact
+
+    def _close_day(self, new_day: int) -> None:
+        """Each series' equity at the end of the period day `self._day`.
+
+        A series this event moved into `new_day` has already rolled its daily state, whose
+        previous close is that equity; any other series has not changed since.
+        """
+        for series in self._aggregates:
+            daily = series.daily
+            self.paths[series.key].closes[self._day] = daily.prev_close if daily.day == new_day else series.equity
+
+    def _sample(self, series: Series, ts: int) -> None:
+        path = self.paths[series.key]
+        equity = series.equity
+        capital = self._capital[series.key]
+        tracker = path.drawdowns
+        tracker.observe(ts, equity, capital)
+        path.hours[ts // HOUR_NS] = (equity, tracker.peak, (tracker.peak - equity) / (capital + tracker.peak))
+
+    def finish(self, engine: Engine) -> None:
+        """The state after the last event: the open day's close and a last sample of every series."""
+        for series in self._aggregates:
+            self.paths[series.key].closes[self._day] = series.equity
+            self._sample(series, engine.clock_ns)
 
     def returns(self, engine: Engine, series: Series) -> Returns:
         """Daily returns from the series' first event's period day to the engine clock's."""

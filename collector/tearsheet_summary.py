@@ -132,6 +132,7 @@ def summarize(engine: Engine, history: History, series: Series) -> Summary:
 
 def summaries(engine: Engine, history: History) -> dict[str, list[Summary]]:
     """Summaries of the portfolio, accounts and strategies that have fills, by level, in `engine.rows` order."""
+    history.finish(engine)
     out: dict[str, list[Summary]] = {"portfolio": [], "account": [], "strategy": []}
     for key in sorted(engine.series):
         series = engine.series[key]

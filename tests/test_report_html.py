@@ -90,12 +90,15 @@ def test_ratios_and_drawdown_are_the_engines(sheet: Sheet) -> None:
             downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
             assert r.mean() / downside * math.sqrt(252) == pytest.approx(row["sortino"], rel=1e-7)
             checked += 1
-        tracked = sheet.history.paths[summary.series.key].drawdowns.max_depth()
-        assert tracked == pytest.approx(row["max_drawdown"], rel=1e-9, abs=1e-6)
-        if row.get("max_drawdown_pct") is not None:  # the engine's, and this path's drawdowns reach it
-            assert summary.max_drawdown_pct == row["max_drawdown_pct"]
-            deepest = max(d.deepest for d in sheet.history.paths[summary.series.key].drawdowns.all())
+        drawdowns = sheet.history.paths[summary.series.key].drawdowns
+        deepest = max((d.deepest for d in drawdowns.all()), default=0.0)
+        if summary.series.level == "portfolio":  # tracked event by event: exactly the engine's
+            assert drawdowns.max_depth() == pytest.approx(row["max_drawdown"], rel=1e-9, abs=1e-6)
             assert deepest == pytest.approx(row["max_drawdown_pct"], rel=1e-9)
+        else:  # sampled hourly: never deeper than the engine's, and most of it
+            assert 0.5 * row["max_drawdown"] <= drawdowns.max_depth() <= row["max_drawdown"] + 1e-6
+            assert deepest <= row["max_drawdown_pct"] + 1e-12
+        assert summary.max_drawdown_pct == row["max_drawdown_pct"]
     assert checked >= 30  # not vacuous: the sample is long enough for Sharpe almost everywhere
 
 
