@@ -81,10 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     root = DEMO_DIR.absolute()
     server = LocalInfluxd(root / "influxdb")
     state = server.start()
-    restart = _caught_up(root, args.seconds * args.speed)
+    run_s = args.seconds * args.speed  # simulated seconds this run covers at full speed
+    # a fresh desk starts far enough back that this run never reaches the present (then it would trade in real time)
+    history_s = max(args.backfill_days * DAY_S, 1.1 * run_s)
+    restart = _caught_up(root, run_s)
     if restart:
         _start_over(root, state.url)
-    config = _write_config(root, args.speed, args.backfill_days * DAY_S)
+    config = _write_config(root, args.speed, history_s)
     settings = load_settings(config)
     _isolate(settings, root, state.url)  # STRATMON_* variables cannot point the demo at real state
     console.print(
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if restart:
         console.print(
             "[bold]demo[/]: the simulated clock had reached the present (it never runs ahead of real time), "
-            f"so the desk starts over with {args.backfill_days:g} days of fresh history"
+            f"so the desk starts over with {history_s / DAY_S:.3g} days of fresh history"
         )
     with ExitStack() as stack:
         http = stack.enter_context(http_receiver())
