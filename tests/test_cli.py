@@ -14,7 +14,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from collector.cli import suggestions_table
+from collector.cli import main, suggestions_table
 from collector.config import load_settings
 from collector.errors import UserError
 from collector.logsetup import JsonFormatter, TextFormatter, utc_time
@@ -34,25 +34,35 @@ def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProc
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-def test_format_is_the_output_format_and_the_old_input_spelling_says_what_to_use(tmp_path: Path) -> None:
+def _main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """`stratmon ARGS` in this process (no interpreter start-up): exit status, stdout, stderr."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_format_is_the_output_format_and_the_old_input_spelling_says_what_to_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for command in ("ingest", "report"):
-        old = _cli(command, "x.log", "--format", "fix")
-        assert old.returncode == 2
-        assert "argument --format: 'fix' is an input format: use --input-format fix" in old.stderr
+        code, _, err = _main(capsys, command, "x.log", "--format", "fix")
+        assert code == 2 and "argument --format: 'fix' is an input format: use --input-format fix" in err
     fills = write_jsonl(tmp_path / "fills.txt", [fill()])  # an extension that says nothing
-    done = _cli("report", fills, "--input-format", "jsonl", "--format", "json", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["levels"]["portfolio"][0]["fills"] == 1
-    as_csv = _cli("report", fills, "--input-format", "jsonl", "--format", "csv", cwd=tmp_path)  # csv: both kinds
-    assert as_csv.returncode == 0 and as_csv.stdout.startswith("level,account,strategy,"), as_csv.stderr
-    unknown = _cli("report", fills, cwd=tmp_path)
-    assert unknown.returncode == 2 and "pass --input-format jsonl|csv|fix" in unknown.stderr
+    code, out, err = _main(capsys, "report", fills, "--input-format", "jsonl", "--format", "json")
+    assert code == 0 and json.loads(out)["levels"]["portfolio"][0]["fills"] == 1, err
+    code, out, err = _main(capsys, "report", fills, "--input-format", "jsonl", "--format", "csv")  # csv: both kinds
+    assert code == 0 and out.startswith("level,account,strategy,"), err
+    code, _, err = _main(capsys, "report", fills)
+    assert code == 2 and "pass --input-format jsonl|csv|fix" in err
 
 
-def test_an_unknown_log_level_is_an_error_and_case_does_not_matter() -> None:
-    bad = _cli("--log-level", "LOUD", "jobs", "list")
-    assert bad.returncode == 2 and "argument --log-level: invalid choice: 'LOUD'" in bad.stderr
-    assert _cli("jobs", "list", "--log-level", "debug").returncode == 0
+def test_an_unknown_log_level_is_an_error_and_case_does_not_matter(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _main(capsys, "--log-level", "LOUD", "jobs", "list")
+    assert code == 2 and "argument --log-level: invalid choice: 'LOUD'" in err
+    assert _main(capsys, "jobs", "list", "--log-level", "debug")[0] == 0
 
 
 def test_log_times_are_utc_with_milliseconds_and_a_zone() -> None:
@@ -95,22 +105,29 @@ def _optimizer_config(tmp_path: Path) -> Path:
     return config
 
 
-def test_a_bad_change_id_names_the_ids_there_are(tmp_path: Path) -> None:
+def test_a_bad_change_id_names_the_ids_there_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _optimizer_config(tmp_path)
-    empty = _cli("--config", config, "changes", "rollback", "nope")
-    assert empty.returncode == 2 and f"no applied change 'nope'; there are none in {tmp_path}" in empty.stderr
+    code, _, err = _main(capsys, "--config", config, "changes", "rollback", "nope")
+    assert code == 2 and f"no applied change 'nope'; there are none in {tmp_path}" in err
     audit = AuditLog(tmp_path / "changes.jsonl")
     applied = ChangeRecord("trend_es", "*", "allocation", 1.0, 1.2, "apply", "volatility-target", "why", id="a1")
     audit.append(applied)
     audit.append(ChangeRecord("trend_nq", "*", "allocation", 1.0, 0.9, "dry-run", "volatility-target", "why", id="d1"))
-    rollback = _cli("--config", config, "changes", "rollback", "a2")
-    assert rollback.returncode == 2, rollback.stderr
-    assert "no applied change 'a2'; ids in" in rollback.stderr and rollback.stderr.rstrip().endswith(": a1")
-    show = _cli("--config", config, "changes", "show", "zz")
-    assert show.returncode == 2 and show.stderr.rstrip().endswith(": a1, d1") and "Traceback" not in show.stderr
-    missing = _cli("--config", config, "changes", "show")
-    assert missing.returncode == 2 and "needs a change id; ids in" in missing.stderr
-    assert json.loads(_cli("--config", config, "changes", "show", "d1").stdout)["action"] == "dry-run"
+    code, _, err = _main(capsys, "--config", config, "changes", "rollback", "a2")
+    assert code == 2 and "no applied change 'a2'; ids in" in err and err.rstrip().endswith(": a1"), err
+    code, _, err = _main(capsys, "--config", config, "changes", "show", "zz")
+    assert code == 2 and err.rstrip().endswith(": a1, d1")
+    code, _, err = _main(capsys, "--config", config, "changes", "show")
+    assert code == 2 and "needs a change id; ids in" in err
+    code, out, _ = _main(capsys, "--config", config, "changes", "show", "d1")
+    assert code == 0 and json.loads(out)["action"] == "dry-run"
+    ids = [f"c{i:02d}" for i in range(14)]
+    for change_id in ids:
+        audit.append(
+            ChangeRecord("trend_es", "*", "allocation", 1.0, 1.1, "apply", "volatility-target", "", id=change_id)
+        )
+    code, _, err = _main(capsys, "--config", config, "changes", "rollback", "zz")
+    assert err.rstrip().endswith(f"{', '.join(ids[-10:])} (and 5 older; `stratmon changes list`)"), err
 
 
 def test_a_dry_run_never_lists_a_change_that_is_already_in_place(tmp_path: Path) -> None:
