@@ -235,7 +235,8 @@ def _details(summary: Summary, level: str) -> str:
         f"return {_pct(summary.row['return_cum'])}, max drawdown {_pct(summary.max_drawdown_pct)}</summary>"
         f"<p>{_date(summary.start_ns)} → {_date(summary.end_ns)} UTC, {len(r.values)} days, "
         f"capital base {_money(r.capital)}</p>"
-        f"<h4>Monthly returns</h4>{monthly_table(summary)}<h4>Worst drawdowns</h4>{drawdown_table(summary)}</details>"
+        f"<h4>Monthly returns</h4>{monthly_table(summary)}"
+        f"<h4>Worst drawdowns (from hourly samples)</h4>{drawdown_table(summary)}</details>"
     )
 
 
