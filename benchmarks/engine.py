@@ -1,46 +1,70 @@
-"""Engine benchmark: fills/s through positions + all four levels, vs pandas recomputed every 1,000 fills.
+"""Engine benchmark: fills/s through positions + all four levels, against baselines measured in the same run.
 
-The stream: 31 strategies × 10 accounts × 200 symbols, each strategy trading its own universe of
-symbols in every account (so a symbol is held by ~15 books and their aggregates, all revalued on
-each price change). The baseline is what a user would do with pandas: recompute equity, fees,
-volume and fills at every level, plus portfolio Sharpe, from scratch every 1,000 fills. It gets slower
-as history grows; to keep the run short only every `--baseline-stride`-th recompute is timed and
-multiplied by the stride (the cost grows smoothly with history, so the estimate is unbiased).
+Streams:
+* desk: 31 strategies × 10 accounts × 200 symbols, each strategy trading its own universe of 12
+  symbols in every account (a symbol is held by ~36 series, all revalued on each price change);
+* wide: 300 strategies × 100 accounts × 1,000 symbols, same shape (~465 series hold a symbol).
 
-    .venv/bin/python benchmarks/engine.py [--fills 1000000] [--baseline-stride 10] [--json]
+The engine books the stream in batches of `--batch` events through `Engine.on_events` (what
+`stratmon run` does per source batch); timings include turning Fill objects into arrays.
+Baselines, each on the same stream in the same run:
+* python loop: a pure-Python loop doing only FIFO lots + four-level counters (realized, fees,
+  fills, volume) — no revaluation, drawdown, daily moments or exposures: a floor for any engine
+  written in Python;
+* reference: the pure-Python engine the kernel replaced (tests/engine/reference_engine.py), on
+  the first `--check-fills` fills; the kernel's rows must equal its rows there (checked);
+* pandas: recompute equity, fees, volume and fills at every level plus portfolio Sharpe from
+  scratch every 1,000 fills (desk stream only); only every `--baseline-stride`-th recompute is
+  timed and multiplied by the stride (the cost grows smoothly with history).
+First call: a fresh process importing the engine and booking one fill, with numba's cache empty
+(compiles the kernel) and then with the cache filled.
+
+    .venv/bin/python benchmarks/engine.py [--fills 1000000] [--wide-fills 300000] [--check-fills 50000] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
+from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collector.engine import layout as L
 from collector.engine.engine import Engine
 from collector.model import NS, Fill
+from tests.engine import reference_engine
 
-STRATEGIES, ACCOUNTS, SYMBOLS = 31, 10, 200
+DESK = (31, 10, 200)
+WIDE = (300, 100, 1000)
 
 
-def stream(count: int, seed: int = 5) -> list[Fill]:
+def stream(count: int, seed: int = 5, shape: tuple[int, int, int] = DESK) -> list[Fill]:
+    strategies, accounts, symbols = shape
     rng = random.Random(seed)
-    universes = [rng.sample(range(SYMBOLS), 12) for _ in range(STRATEGIES)]
-    prices = [rng.uniform(10, 500) for _ in range(SYMBOLS)]
+    universes = [rng.sample(range(symbols), 12) for _ in range(strategies)]
+    prices = [rng.uniform(10, 500) for _ in range(symbols)]
     fills = []
     ts = 1_700_000_000 * NS
     for i in range(count):
         ts += rng.randint(1, 200_000_000)  # ~100 ms apart: 1M fills span about 14 days
-        strategy = rng.randrange(STRATEGIES)
+        strategy = rng.randrange(strategies)
         symbol = rng.choice(universes[strategy])
         prices[symbol] *= 1 + rng.gauss(0, 0.001)
         fills.append(
             Fill(
                 ts=ts,
-                account=f"ACC{rng.randrange(ACCOUNTS):02d}",
+                account=f"ACC{rng.randrange(accounts):02d}",
                 strategy=f"strat_{strategy:02d}",
                 symbol=f"SYM{symbol:03d}",
                 side="buy" if rng.random() < 0.5 else "sell",
@@ -54,13 +78,63 @@ def stream(count: int, seed: int = 5) -> list[Fill]:
     return fills
 
 
-def run_engine(fills: list[Fill]) -> tuple[float, Engine]:
+def run_engine(fills: list[Fill], batch: int) -> tuple[float, Engine]:
     engine = Engine()
+    engine.on_events(fills[:1])  # compiled (or loaded from numba's cache) outside the timing
+    engine = Engine()
+    start = time.perf_counter()
+    for i in range(0, len(fills), batch):
+        engine.on_events(fills[i : i + batch])
+    return time.perf_counter() - start, engine
+
+
+def run_reference(fills: list[Fill]) -> tuple[float, reference_engine.Engine]:
+    engine = reference_engine.Engine()
     on_fill = engine.on_fill
     start = time.perf_counter()
     for fill in fills:
         on_fill(fill)
     return time.perf_counter() - start, engine
+
+
+def python_loop(fills: list[Fill]) -> float:
+    """Seconds for FIFO lots per book and symbol plus realized/fees/fills/volume at four levels, in plain Python."""
+    lots: dict[tuple[str, str, str], deque[list[float]]] = {}
+    counters: dict[tuple[str, str, str], list[float]] = {}
+    start = time.perf_counter()
+    for fill in fills:
+        book = (fill.account, fill.strategy, fill.symbol)
+        queue = lots.get(book)
+        if queue is None:
+            queue = lots[book] = deque()
+        signed = fill.qty if fill.side == "buy" else -fill.qty
+        realized = 0.0
+        while queue and signed and (queue[0][0] > 0) != (signed > 0):
+            lot = queue[0]
+            take = min(abs(signed), abs(lot[0]))
+            direction = 1.0 if lot[0] > 0 else -1.0
+            realized += (fill.price - lot[1]) * take * direction
+            lot[0] -= direction * take
+            signed += direction * take
+            if not lot[0]:
+                queue.popleft()
+        if signed:
+            queue.append([signed, fill.price])
+        notional = fill.qty * fill.price
+        for key in (
+            ("book", fill.account, fill.strategy),
+            ("strategy", "_all", fill.strategy),
+            ("account", fill.account, "_all"),
+            ("portfolio", "_all", "_all"),
+        ):
+            row = counters.get(key)
+            if row is None:
+                row = counters[key] = [0.0, 0.0, 0.0, 0.0]
+            row[0] += realized
+            row[1] += fill.fee
+            row[2] += 1
+            row[3] += notional
+    return time.perf_counter() - start
 
 
 def pandas_recompute(frame: pd.DataFrame) -> dict[str, object]:
@@ -116,40 +190,96 @@ def run_baseline(fills: list[Fill], every: int = 1000, stride: int = 1) -> float
     return total * stride
 
 
+def first_call_seconds(cache_dir: str) -> float:
+    """A fresh interpreter: import the engine and book one fill (numba compiles or loads the kernel)."""
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from collector.engine.engine import Engine\n"
+        "from collector.model import Fill\n"
+        "Engine().on_fill(Fill(1, 'A', 's', 'X', 'buy', 1.0, 100.0, '1'))\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def check(engine: Engine, fills: list[Fill], check_fills: int, batch: int) -> tuple[float, bool]:
+    """Reference engine fills/s on the first check_fills fills, and whether the kernel's rows equal its rows."""
+    part = fills[:check_fills]
+    seconds, ref = run_reference(part)
+    _, mine = run_engine(part, batch)
+    return len(part) / seconds, mine.rows() == ref.rows()
+
+
+def measure(fills: list[Fill], batch: int, check_fills: int) -> dict[str, object]:
+    seconds, engine = run_engine(fills, batch)
+    loop = python_loop(fills)
+    reference_rate, equal = check(engine, fills, check_fills, batch)
+    hi = engine.hi[: engine.counts["holdings"]]
+    holders = np.bincount(hi[hi[:, L.H_HELD] == 1, L.H_SYMBOL])
+    rate = len(fills) / seconds
+    return {
+        "fills": len(fills),
+        "series": len(engine.series),
+        "mean_holders_per_symbol": round(float(holders[holders > 0].mean()), 1),
+        "engine_fills_per_s": round(rate),
+        "python_loop_fills_per_s": round(len(fills) / loop),
+        "engine_vs_python_loop": round(rate / (len(fills) / loop), 2),
+        "reference_fills_per_s": round(reference_rate),
+        "engine_vs_reference": round(rate / reference_rate, 1),
+        "equal_to_reference": equal,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fills", type=int, default=1_000_000)
+    parser.add_argument("--wide-fills", type=int, default=300_000)
+    parser.add_argument("--check-fills", type=int, default=50_000, help="fills the reference engine books")
+    parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--baseline-stride", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    with tempfile.TemporaryDirectory() as cache:
+        cold, cached = first_call_seconds(cache), first_call_seconds(cache)
     fills = stream(args.fills)
-    engine_seconds, engine = run_engine(fills)
-    baseline_n = args.fills
-    baseline_seconds = run_baseline(fills, stride=args.baseline_stride)
-    holders = [len(h) for h in engine.holders.values()]
-    result = {
-        "fills": args.fills,
-        "series": len(engine.series),
-        "mean_holders_per_symbol": round(sum(holders) / max(1, len(holders)), 1),
-        "engine_fills_per_s": round(args.fills / engine_seconds),
-        "baseline_stride": args.baseline_stride,
-        "baseline_fills_per_s": round(baseline_n / baseline_seconds),
-        "ratio": round((args.fills / engine_seconds) / (baseline_n / baseline_seconds), 1),
-    }
+    desk = measure(fills, args.batch, args.check_fills)
+    pandas_seconds = run_baseline(fills, stride=args.baseline_stride)
+    desk["pandas_fills_per_s"] = round(args.fills / pandas_seconds)
+    desk["engine_vs_pandas"] = round(int(desk["engine_fills_per_s"]) / (args.fills / pandas_seconds), 1)  # type: ignore[call-overload]
+    del fills
+    wide = measure(stream(args.wide_fills, seed=7, shape=WIDE), args.batch, min(args.check_fills, args.wide_fills))
+    result = {"desk": desk, "wide": wide, "first_call_cold_s": round(cold, 2), "first_call_cached_s": round(cached, 2)}
     if args.json:
         print(json.dumps(result))
-    else:
+        return 0
+    for name, r in (("desk", desk), ("wide", wide)):
         print(
-            f"engine (incremental, 4 levels, {result['series']} series): {result['engine_fills_per_s']:>9,} fills/s"
-            f" over {args.fills:,} fills; {result['mean_holders_per_symbol']} series hold a symbol on average"
+            f"{name}: {r['series']:,} series, {r['mean_holders_per_symbol']} holders per symbol, {r['fills']:,} fills"
+            f" in batches of {args.batch:,}"
+        )
+        print(f"  engine (kernel)                 : {r['engine_fills_per_s']:>10,} fills/s")
+        print(
+            f"  pure-Python FIFO + counters loop: {r['python_loop_fills_per_s']:>10,} fills/s"
+            f"  -> engine/loop {r['engine_vs_python_loop']}"
         )
         print(
-            f"pandas recompute every 1,000 fills            : {result['baseline_fills_per_s']:>9,} fills/s"
-            f" over {baseline_n:,} fills (every {args.baseline_stride}th recompute timed, times {args.baseline_stride})"
+            f"  reference Python engine         : {r['reference_fills_per_s']:>10,} fills/s"
+            f"  -> engine/reference {r['engine_vs_reference']}x"
+            f" (first {min(args.check_fills, int(r['fills'])):,} fills; rows equal: {r['equal_to_reference']})"  # type: ignore[call-overload]
         )
-        print(f"ratio engine/baseline                         : {result['ratio']:,}x")
-    return 0
+        if "pandas_fills_per_s" in r:
+            print(
+                f"  pandas recompute every 1,000    : {r['pandas_fills_per_s']:>10,} fills/s"
+                f"  -> engine/pandas {r['engine_vs_pandas']}x (every {args.baseline_stride}th recompute timed)"
+            )
+    print(
+        f"first call in a fresh process (import + compile or load + one fill): cold {cold:.2f} s, cached {cached:.2f} s"
+    )
+    return 0 if desk["equal_to_reference"] and wide["equal_to_reference"] else 1
 
 
 if __name__ == "__main__":

@@ -3,23 +3,47 @@
 Cost per fill does not depend on history length: FIFO work is amortized O(1) per lot, the four
 series are updated in place, and a price change revalues only the series that hold the symbol.
 Every series' equity is evaluated after each event that changes it (drawdown, daily changes).
+
+State is columnar (collector/engine/layout.py): series, holdings, positions, lots and symbols are
+rows of numpy arrays, and a batch of events is booked by a compiled kernel
+(collector/engine/kernel.py). This class interns account/strategy/symbol strings to row ids,
+hands each batch to the kernel as arrays, and turns the results back into Python objects (round
+trips are rare next to fills). Series are views over the arrays.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from operator import attrgetter
+from types import ModuleType
 from typing import Any
 
-from collector.engine.daily import DayBasis, period_day
+import numpy as np
+
+from collector.engine import layout as L
+from collector.engine.daily import DayBasis
 from collector.engine.metrics import MinSample
-from collector.engine.positions import Position, RoundTrip
+from collector.engine.positions import RoundTrip
 from collector.engine.revise import BookLog
 from collector.engine.series import ALL, LEVELS, Holding, Series
 from collector.model import Fill, Mark
 
-_ZERO_Q = 1e-12  # aggregate quantities this close to zero are flat (float sums of offsetting books)
+_kernel: ModuleType | None = None
+_FILL_FIELDS = attrgetter(
+    "ts", "price", "qty", "fee", "multiplier", "side", "arrival_price", "account", "strategy", "symbol"
+)
+
+
+def kernel() -> ModuleType:
+    """collector.engine.kernel, imported (and numba with it) on first use."""
+    global _kernel
+    if _kernel is None:
+        from collector.engine import kernel as module
+
+        _kernel = module
+    return _kernel
 
 
 @dataclass
@@ -37,9 +61,24 @@ class BatchResult:
 
 
 @dataclass
-class _Book:
+class Book:
     chain: tuple[Series, Series, Series, Series]  # book, strategy, account, portfolio
-    positions: dict[str, Position] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)  # symbol → position row
+
+
+# table name → (float array, int array, width of each)
+_TABLES = {
+    "series": ("sf", "si", L.SF_WIDTH, L.SI_WIDTH),
+    "holdings": ("hf", "hi", L.HF_WIDTH, L.HI_WIDTH),
+    "positions": ("pf", "pi", L.PF_WIDTH, L.PI_WIDTH),
+    "symbols": ("yf", "yi", L.YF_WIDTH, L.YI_WIDTH),
+}
+_INT_DEFAULTS = {  # a new row's integer fields (the rest 0)
+    "series": {L.S_DAY: -1, L.S_HEAD: -1, L.S_TAIL: -1},
+    "holdings": {L.H_NEXT: -1, L.H_PREV: -1, L.H_YNEXT: -1, L.H_YPREV: -1},
+    "positions": {L.P_HEAD: -1, L.P_TAIL: -1},
+    "symbols": {L.Y_HEAD: -1},
+}
 
 
 class Engine:
@@ -53,109 +92,145 @@ class Engine:
     ) -> None:
         self.capital_by_account = dict(capital_by_account or {})
         self.default_capital = default_capital
-        self.day_basis: DayBasis = day_basis  # which days are Sharpe/Sortino periods (engine/daily.py)
         self.sample = MinSample()  # the sample Sharpe and the trade ratios need (config `metrics.min_*`)
         # the last fills of each book, for busts and corrections (engine/revise.py); 0 = none kept
         self.log: BookLog | None = BookLog(bust_window) if bust_window > 0 else None
+        self.g = np.zeros(L.G_WIDTH, L.INT)
+        self.g[L.G_FREE] = -1
+        self.counts = {name: 0 for name in _TABLES}
+        for fname, iname, fwidth, iwidth in _TABLES.values():
+            setattr(self, fname, np.zeros((4, fwidth), L.FLOAT))
+            setattr(self, iname, np.zeros((4, iwidth), L.INT))
+        self.sf: np.ndarray
+        self.si: np.ndarray
+        self.hf: np.ndarray
+        self.hi: np.ndarray
+        self.pf: np.ndarray
+        self.pi: np.ndarray
+        self.yf: np.ndarray
+        self.yi: np.ndarray
+        self.lf = np.zeros((0, L.LF_WIDTH), L.FLOAT)  # lots: a pool with a free list (g[G_FREE], ln)
+        self.ln = np.zeros(0, L.INT)
+        self.day_basis = day_basis  # which days are Sharpe/Sortino periods (engine/daily.py)
         # False: positions and realized PnL per fill only (`stratmon ingest`): no series, marks or equity
         self.revalue = revalue
         self.series: dict[tuple[str, str, str], Series] = {}
-        self.books: dict[tuple[str, str], _Book] = {}
-        self.marks: dict[str, float] = {}
-        self.streamed_marks: set[str] = set()  # symbols whose mark comes from the marks stream only
-        self.holders: dict[str, dict[Series, Holding]] = {}
-        self.clock_ns = 0
-        self.touched: set[Series] = set()  # series changed by fills since `take_changed`
-        self.dirty_symbols: set[str] = set()  # symbols whose mark moved since `take_changed`
+        self.by_index: list[Series] = []
+        self.books: dict[tuple[str, str], Book] = {}
+        self.symbols: list[str] = []
+        self.symbol_ids: dict[str, int] = {}
+        self.position_ids: dict[tuple[str, str, str], int] = {}  # (account, strategy, symbol) → position row
+        self.holding_ids: dict[tuple[int, int], int] = {}  # (series row, symbol row) → holding row
+        self._capital_updates: list[tuple[int, int, float]] | None = None  # (event, series, capital) of a batch
+        self._event = 0
         self.portfolio = self._series("portfolio", ALL, ALL)
+
+    # ---- settings that live in the kernel's globals ------------------------------------------
+    @property
+    def day_basis(self) -> DayBasis:
+        return "calendar" if self.g[L.G_CALENDAR] else "trading"
+
+    @day_basis.setter
+    def day_basis(self, basis: DayBasis) -> None:
+        self.g[L.G_CALENDAR] = 1 if basis == "calendar" else 0
+
+    @property
+    def revalue(self) -> bool:
+        return bool(self.g[L.G_REVALUE])
+
+    @revalue.setter
+    def revalue(self, value: bool) -> None:
+        self.g[L.G_REVALUE] = 1 if value else 0
+
+    @property
+    def clock_ns(self) -> int:
+        return int(self.g[L.G_CLOCK])
+
+    @clock_ns.setter
+    def clock_ns(self, value: int) -> None:
+        self.g[L.G_CLOCK] = value
+
+    @property
+    def marks(self) -> dict[str, float]:
+        """The last mark of every symbol that has one (a copy)."""
+        n = self.counts["symbols"]
+        has = np.flatnonzero(self.yi[:n, L.Y_HAS_MARK])
+        return dict(zip([self.symbols[i] for i in has], self.yf[has, L.Y_MARK].tolist(), strict=True))
 
     # ---- input ----------------------------------------------------------------------------
     def on_fill(self, fill: Fill) -> FillResult:
-        if fill.ts > self.clock_ns:
-            self.clock_ns = fill.ts
-        if self.log is not None:
-            self.log.add(fill, self)
-        book = self._book(fill.account, fill.strategy)
-        symbol = fill.symbol
-        position = book.positions.get(symbol)
-        if position is None:
-            position = book.positions[symbol] = Position()
-        old_q, old_c, was_open = position.q, position.c, bool(position.lots)
-        realized, trip = position.apply(fill)
-        if not self.revalue:
-            return FillResult(realized, trip)
-        dq, dc = position.q - old_q, position.c - old_c
-        opened = bool(position.lots) - was_open  # +1 the book opened, -1 it went flat, else 0
-        notional = fill.qty * fill.price * fill.multiplier
-        slippage = fill.slippage_bps
-        fee = fill.fee
-        holders = self.holders.setdefault(symbol, {})
-        flat: list[tuple[Series, Holding]] = []  # holdings this fill closed: revalued to 0, then dropped
-        for series in book.chain:
-            series.realized += realized
-            series.fees += fee
-            series.fills += 1
-            series.volume += notional
-            if slippage is not None:
-                series.slip_weighted += slippage * notional
-                series.slip_notional += notional
-            if trip is not None:
-                series.record_trip(trip.net_pnl)
-            holding = series.holdings.get(symbol)
-            if holding is None:
-                holding = series.holdings[symbol] = Holding()
-            cost_change = dc
-            if series is book.chain[0]:
-                holding.q, holding.c = position.q, position.c  # exact, so a flat book is exactly flat
-            else:
-                holding.q += dq
-                holding.c += dc
-                holding.books += opened
-                if holding.books == 0:  # all its books flat: exactly flat, the float residue dropped
-                    cost_change -= holding.c
-                    holding.q = holding.c = 0.0
-                elif -_ZERO_Q < holding.q < _ZERO_Q:
-                    holding.q = 0.0
-            series.unrealized -= cost_change
-            if holding.q:
-                holders[series] = holding
-            else:
-                holders.pop(series, None)
-                flat.append((series, holding))
-        self.touched.update(book.chain)
-        mark = self.marks[symbol] if symbol in self.streamed_marks else fill.price
-        self._set_mark(symbol, mark, fill.ts, book.chain, flat)
-        for series, holding in flat:
-            if series is book.chain[0] or holding.books == 0:
-                del series.holdings[symbol]
-                if not series.holdings:
-                    series.unrealized = 0.0  # no float residue once all flat
-        return FillResult(realized, trip)
+        result = self.on_events((fill,))
+        return FillResult(result.realized[0], result.trips.get(0))
 
     def on_mark(self, mark: Mark) -> None:
-        if mark.ts > self.clock_ns:
-            self.clock_ns = mark.ts
-        self.streamed_marks.add(mark.symbol)
-        self._set_mark(mark.symbol, mark.price, mark.ts, (), [])
+        self.on_events((mark,))
 
     def on_events(self, events: Sequence[Fill | Mark]) -> BatchResult:
         """A batch of fills (action "fill") and marks, in order: the hot path of `run`."""
-        realized: list[float] = []
-        trips: dict[int, RoundTrip] = {}
-        for index, event in enumerate(events):
-            if type(event) is Fill:
-                result = self.on_fill(event)
-                realized.append(result.realized_pnl)
-                if result.round_trip is not None:
-                    trips[index] = result.round_trip
-            else:
-                self.on_mark(event)  # type: ignore[arg-type]
-                realized.append(0.0)
-        return BatchResult(realized, trips)
+        n = len(events)
+        ei = np.zeros((n, L.EI_WIDTH), L.INT)
+        ef = np.zeros((n, L.EF_WIDTH), L.FLOAT)
+        capital = self._capital_updates = []
+        if all(type(event) is Fill for event in events):
+            self._encode_fills(events, None, ei, ef)  # type: ignore[arg-type]
+        else:
+            rows = [i for i, event in enumerate(events) if type(event) is Fill]
+            self._encode_fills([events[i] for i in rows], rows, ei, ef)  # type: ignore[misc]
+            for i, event in enumerate(events):
+                if type(event) is not Fill:
+                    ei[i, L.E_KIND], ei[i, L.E_ID], ei[i, L.E_TS] = 1, self._symbol(event.symbol), event.ts
+                    ef[i, L.E_PRICE] = event.price
+        self._capital_updates = None
+        tf = np.zeros((n, L.TF_WIDTH), L.FLOAT)
+        ti = np.zeros((n, L.TI_WIDTH), L.INT)
+        updates = np.array(capital, L.FLOAT).reshape(-1, 3)
+        kernel().run(self.g, *self._state(), ei, ef, tf, ti, updates)
+        at = np.flatnonzero(ti[:, L.T_HAS])
+        trips = {
+            i: self._trip(events[i], floats, ints)  # type: ignore[arg-type]
+            for i, floats, ints in zip(at.tolist(), tf[at].tolist(), ti[at].tolist(), strict=True)
+        }
+        return BatchResult(tf[:, L.T_REALIZED].tolist(), trips)
+
+    def _encode_fills(self, fills: Sequence[Fill], rows: list[int] | None, ei: np.ndarray, ef: np.ndarray) -> None:
+        """Fills into rows `rows` (None: all) of the event arrays, columns at a time; new positions interned."""
+        if not fills:
+            return
+        if self.log is not None:
+            add = self.log.add
+            for fill in fills:
+                add(fill, self)
+        ts, price, qty, fee, mult, side, arrival, accounts, strategies, symbols = zip(
+            *map(_FILL_FIELDS, fills), strict=True
+        )
+        keys = list(zip(accounts, strategies, symbols, strict=True))
+        ids = list(map(self.position_ids.get, keys))
+        if None in ids:
+            for j, p in enumerate(ids):
+                if p is None:
+                    self._event = j if rows is None else rows[j]
+                    known = self.position_ids.get(keys[j])  # opened earlier in this batch
+                    ids[j] = self._position(keys[j]) if known is None else known
+        self._reserve_lots(len(fills))
+        at = slice(None) if rows is None else rows
+        buy = np.fromiter(map("buy".__eq__, side), bool, len(fills))
+        price_a, arrival_a = np.array(price, L.FLOAT), np.array(arrival, L.FLOAT)  # no arrival price → NaN
+        has_slip = ~np.isnan(arrival_a)
+        direction = np.where(buy, 1.0, -1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # same operations, same order as Fill.slippage_bps
+            slip = direction * (price_a - arrival_a) / arrival_a * 10_000.0
+        ei[at, L.E_ID] = ids
+        ei[at, L.E_TS] = ts
+        ei[at, L.E_SIGN] = np.where(buy, 1, -1)
+        ei[at, L.E_HAS_SLIP] = has_slip
+        ef[at, L.E_QTY] = qty
+        ef[at, L.E_PRICE] = price_a
+        ef[at, L.E_FEE] = fee
+        ef[at, L.E_MULT] = mult
+        ef[at, L.E_SLIP] = np.where(has_slip, slip, 0.0)
 
     def run(self, fills: Iterable[Fill]) -> None:
-        for fill in fills:
-            self.on_fill(fill)
+        self.on_events(list(fills))
 
     # ---- output ---------------------------------------------------------------------------
     def capital_base(self, series: Series) -> float:
@@ -174,21 +249,116 @@ class Engine:
 
     def take_changed(self) -> set[Series]:
         """Series changed since the last call (what a live writer flushes)."""
-        changed = self.touched
-        for symbol in self.dirty_symbols:
-            changed.update(self.holders[symbol])
-        self.touched, self.dirty_symbols = set(), set()
-        return changed
+        out = np.empty(self.counts["series"], L.INT)
+        n = kernel().take_changed(self.g, self.si, self.hi, self.yi, out)
+        by_index = self.by_index
+        return {by_index[i] for i in out[:n].tolist()}
 
-    # ---- internals ------------------------------------------------------------------------
+    def holdings_of(self, index: int) -> dict[str, Holding]:
+        """Series `index`'s holdings by symbol, in the order they were opened (Series.holdings)."""
+        count = int(self.si[index, L.S_HOLDINGS])
+        if not count:
+            return {}
+        ids = np.empty(count, L.INT)
+        kernel().holdings_of(self.si, self.hi, index, ids)
+        q, c, v = self.hf[ids].T.tolist()
+        return {
+            self.symbols[y]: Holding(*state)
+            for y, *state in zip(
+                self.hi[ids, L.H_SYMBOL].tolist(), q, c, v, self.hi[ids, L.H_BOOKS].tolist(), strict=True
+            )
+        }
+
+    def exposure_of(self, index: int) -> tuple[float, float]:
+        """Series `index`'s (gross, net) exposure: Σ |q × mark|, Σ q × mark over its holdings."""
+        gross, net = kernel().exposure(self.si, self.hf, self.hi, index)
+        return float(gross), float(net)
+
+    def lots(self, p: int) -> list[list[float]]:
+        """Position p's open lots, oldest first: [qty, price, multiplier, original qty]."""
+        out = []
+        lot = int(self.pi[p, L.P_HEAD])
+        while lot >= 0:
+            out.append(self.lf[lot].tolist())
+            lot = int(self.ln[lot])
+        return out
+
+    def refresh_capital(self) -> None:
+        """Recompute every series' capital base (after `capital_by_account` changed)."""
+        for series in self.by_index:
+            self.sf[series.index, L.S_CAPITAL] = self.capital_base(series)
+
+    def copy(self) -> Engine:
+        """An independent engine with the same state (the log is not copied)."""
+        clone = copy.copy(self)
+        clone.log = None
+        for name in ("g", "lf", "ln", *(a for t in _TABLES.values() for a in t[:2])):
+            setattr(clone, name, getattr(self, name).copy())
+        clone.counts = dict(self.counts)
+        clone.symbols, clone.symbol_ids = list(self.symbols), dict(self.symbol_ids)
+        clone.position_ids, clone.holding_ids = dict(self.position_ids), dict(self.holding_ids)
+        clone.by_index = []
+        for series in self.by_index:
+            twin = Series(clone, series.index, series.level, series.account, series.strategy)
+            twin.accounts = set(series.accounts)
+            clone.by_index.append(twin)
+        clone.series = {s.key: s for s in clone.by_index}
+        clone.portfolio = clone.series[self.portfolio.key]
+        clone.books = {
+            key: Book(tuple(clone.by_index[s.index] for s in book.chain), dict(book.positions))  # type: ignore[arg-type]
+            for key, book in self.books.items()
+        }
+        return clone
+
+    # ---- interning ------------------------------------------------------------------------
+    def _state(self) -> tuple[np.ndarray, ...]:
+        return (self.sf, self.si, self.hf, self.hi, self.pf, self.pi, self.lf, self.ln, self.yf, self.yi)
+
+    def _row(self, table: str) -> int:
+        """A new zeroed row of `table` (arrays doubled when full)."""
+        fname, iname, _, _ = _TABLES[table]
+        index = self.counts[table]
+        floats, ints = getattr(self, fname), getattr(self, iname)
+        if index == len(floats):
+            floats = np.concatenate([floats, np.zeros_like(floats)])
+            ints = np.concatenate([ints, np.zeros_like(ints)])
+            setattr(self, fname, floats)
+            setattr(self, iname, ints)
+        for column, value in _INT_DEFAULTS[table].items():
+            ints[index, column] = value
+        self.counts[table] = index + 1
+        return index
+
+    def _reserve_lots(self, count: int) -> None:
+        """At least `count` free lots (each fill opens at most one)."""
+        free = int(self.g[L.G_NFREE])
+        if free >= count:
+            return
+        old = len(self.ln)
+        size = max(2 * old, old + count - free, 64)
+        self.lf = np.concatenate([self.lf, np.zeros((size - old, L.LF_WIDTH), L.FLOAT)])
+        links = np.arange(old + 1, size + 1, dtype=L.INT)
+        links[-1] = self.g[L.G_FREE]
+        self.ln = np.concatenate([self.ln, links])
+        self.g[L.G_FREE] = old
+        self.g[L.G_NFREE] = free + size - old
+
+    def _symbol(self, symbol: str) -> int:
+        y = self.symbol_ids.get(symbol)
+        if y is None:
+            y = self.symbol_ids[symbol] = self._row("symbols")
+            self.symbols.append(symbol)
+        return y
+
     def _series(self, level: str, account: str, strategy: str) -> Series:
         key = (level, account, strategy)
         series = self.series.get(key)
         if series is None:
-            series = self.series[key] = Series(level, account, strategy)
+            series = self.series[key] = Series(self, self._row("series"), level, account, strategy)
+            self.by_index.append(series)
         return series
 
-    def _book(self, account: str, strategy: str) -> _Book:
+    def _book(self, account: str, strategy: str) -> Book:
         book = self.books.get((account, strategy))
         if book is None:
             chain = (
@@ -198,43 +368,48 @@ class Engine:
                 self.portfolio,
             )
             for series in chain:
-                series.accounts.add(account)
-            book = self.books[(account, strategy)] = _Book(chain)
+                if account not in series.accounts:
+                    series.accounts.add(account)
+                    if self._capital_updates is None:
+                        self.sf[series.index, L.S_CAPITAL] = self.capital_base(series)
+                    else:  # in a batch: from its event on (drawdown % of NAV uses it)
+                        self._capital_updates.append((self._event, series.index, self.capital_base(series)))
+            book = self.books[(account, strategy)] = Book(chain)
         return book
 
-    def _set_mark(
-        self, symbol: str, mark: float, ts: int, filled: tuple[Series, ...], flat: list[tuple[Series, Holding]]
-    ) -> None:
-        """Revalue the symbol's holders (plus holdings a fill just closed) and evaluate their equity.
+    def _holding(self, series: Series, y: int) -> int:
+        key = (series.index, y)
+        h = self.holding_ids.get(key)
+        if h is None:
+            h = self.holding_ids[key] = self._row("holdings")
+            self.hi[h, L.H_SERIES] = series.index
+            self.hi[h, L.H_SYMBOL] = y
+        return h
 
-        With an unchanged mark only the `filled` series (whose quantities moved) need it.
+    def _position(self, key: tuple[str, str, str]) -> int:
+        account, strategy, symbol = key
+        book = self._book(account, strategy)
+        y = self._symbol(symbol)
+        p = self.position_ids[key] = book.positions[symbol] = self._row("positions")
+        self.pi[p, L.P_BOOK] = book.chain[0].index
+        self.pi[p, L.P_SYMBOL] = y
+        for k, series in enumerate(book.chain):
+            self.pi[p, L.P_H0 + k] = self._holding(series, y)
+        return p
 
-        This is the engine's hot loop (a symbol has tens of holders in a real book) and the one
-        place where equity is observed: drawdown bookkeeping and the daily change.
-        """
-        holders = self.holders.setdefault(symbol, {})
-        if mark == self.marks.get(symbol):
-            pairs: Iterable[tuple[Series, Holding]] = [(s, holders[s]) for s in filled if s in holders]
-        else:
-            self.marks[symbol] = mark
-            self.dirty_symbols.add(symbol)
-            pairs = holders.items()
-        basis = self.day_basis
-        day = period_day(ts, basis)
-        for series, holding in chain(pairs, flat):
-            old = holding.v
-            value = holding.q * mark
-            holding.v = value
-            delta = value - old
-            unrealized = series.unrealized + delta
-            series.unrealized = unrealized
-            equity = series.realized - series.fees + unrealized
-            if equity > series.peak:
-                series.peak = equity
-            elif series.peak - equity > series.max_dd:
-                series.max_dd = series.peak - equity
-            daily = series.daily
-            if day > daily.day:
-                daily.observe(day, equity, basis)
-            else:
-                daily.last = equity
+    @staticmethod
+    def _trip(fill: Fill, tf: list[float], ti: list[int]) -> RoundTrip:
+        return RoundTrip(
+            account=fill.account,
+            strategy=fill.strategy,
+            symbol=fill.symbol,
+            direction=ti[L.T_DIRECTION],
+            entry_ts=ti[L.T_ENTRY_TS],
+            exit_ts=fill.ts,
+            entry_price=tf[L.T_ENTRY_PRICE],
+            exit_price=tf[L.T_EXIT_PRICE],
+            qty=tf[L.T_QTY],
+            gross_pnl=tf[L.T_GROSS],
+            fees=tf[L.T_FEES],
+            net_pnl=tf[L.T_NET],
+        )

@@ -7,8 +7,9 @@ book: a copy of its base plus the log without the fill (or with the corrected on
 in time order; a correction may move the fill to another book, which is replayed too).
 
 Cost: O(window) fills replayed per bust, plus copying one book's base; memory: up to `window`
-fills per book. A fill older than the window, unknown, or from before a restart (the log is not
-in the checkpoint) cannot be busted: the request is rejected with that reason.
+fills per book (plus up to FOLD fills per book waiting to be folded into its base in one
+batch). A fill older than the window, unknown, or from before a restart (the log is not in the
+checkpoint) cannot be busted: the request is rejected with that reason.
 
 What the replay gives exactly: the book's lots, positions, realized PnL, fees, fills, volume,
 slippage and round-trip statistics, and their sums in the strategy/account/portfolio aggregates.
@@ -24,8 +25,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from collector.engine.positions import Position
-from collector.engine.series import Holding, Series
+from collector.engine import layout as L
+from collector.engine.series import Series
 from collector.model import Fill
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ ADDITIVE = (
     "gross_losses",
     "net_sum",
 )
-_IDENTITY = ("level", "account", "strategy", "accounts")
+# A book series' state that a replay replaces (identity, capital, change tracking and holdings are handled apart)
+_KEPT_FLOATS = (L.S_CAPITAL,)
+_KEPT_INTS = (L.S_TOUCHED, L.S_TOUCH_LIST, L.S_HEAD, L.S_TAIL, L.S_HOLDINGS)
+FOLD = 64  # fills that left a book's log are booked into its base this many at a time (one kernel call)
 
 
 class RevisionError(ValueError):
@@ -71,6 +75,7 @@ class BookLog:
         self.fills: dict[BookKey, deque[Fill]] = {}
         self.where: dict[tuple[str, str], BookKey] = {}
         self.base: dict[BookKey, Engine] = {}  # fills that left the log, booked into a one-book engine
+        self.pending: dict[BookKey, list[Fill]] = {}  # left the log, not yet in the base
 
     def add(self, fill: Fill, engine: Engine) -> None:
         key = (fill.account, fill.strategy)
@@ -82,16 +87,28 @@ class BookLog:
         if len(log) > self.window:
             old = log.popleft()
             self.where.pop((old.account, old.fill_id), None)
+            pending = self.pending.setdefault(key, [])
+            pending.append(old)
+            if len(pending) >= FOLD:
+                self.base_of(key, engine)
+
+    def base_of(self, key: BookKey, engine: Engine) -> Engine | None:
+        """The book's base engine with every fill that left its log booked."""
+        pending = self.pending.pop(key, None)
+        if pending:
             base = self.base.get(key)
             if base is None:
                 base = self.base[key] = _blank(engine)
-            base.on_fill(old)
+            base.on_events(pending)
+        return self.base.get(key)
 
 
 def _blank(engine: Engine) -> Engine:
     from collector.engine.engine import Engine
 
-    return Engine(engine.capital_by_account, engine.default_capital, engine.day_basis, revalue=engine.revalue)
+    blank = Engine(engine.capital_by_account, engine.default_capital, engine.day_basis, revalue=engine.revalue)
+    blank.sample = engine.sample
+    return blank
 
 
 def revise(engine: Engine, event: Fill) -> Revision:
@@ -134,84 +151,162 @@ def _position(fills: list[Fill], ts: int) -> int:
 
 def _rebuild(engine: Engine, key: BookKey, fills: list[Fill]) -> list[tuple[Fill, float]]:
     """Replay one book from its base and `fills`, and move the aggregates above it by the difference."""
+    from collector.engine.engine import kernel
+
     log = engine.log
     assert log is not None
-    base = log.base.get(key)
-    scratch = copy.deepcopy(base) if base is not None else _blank(engine)
-    replayed = [(fill, scratch.on_fill(fill).realized_pnl) for fill in fills]
+    base = log.base_of(key, engine)
+    scratch = base.copy() if base is not None else _blank(engine)
+    replayed = list(zip(fills, scratch.on_events(fills).realized, strict=True))
     log.fills[key] = deque(fills)
     for fill in fills:
         log.where[(fill.account, fill.fill_id)] = key
     book = engine._book(*key)
     rebuilt = scratch.books.get(key)
-    new_series = rebuilt.chain[0] if rebuilt is not None else Series("book", *key)
+    new_series = rebuilt.chain[0] if rebuilt is not None else None
     new_positions = rebuilt.positions if rebuilt is not None else {}
     live = book.chain[0]
     for aggregate in book.chain[1:]:
         for name in ADDITIVE:
-            setattr(aggregate, name, getattr(aggregate, name) + getattr(new_series, name) - getattr(live, name))
+            new = getattr(new_series, name) if new_series is not None else 0
+            setattr(aggregate, name, getattr(aggregate, name) + new - getattr(live, name))
     for symbol in set(book.positions) | set(new_positions):
-        _move_holdings(engine, book.chain[1:], symbol, book.positions.get(symbol), new_positions.get(symbol))
-    for name in Series.__slots__:
-        if name not in _IDENTITY:
-            setattr(live, name, getattr(new_series, name))
-    book.positions = dict(new_positions)
-    _revalue_book(engine, live)
-    engine.touched.update(book.chain)
+        old = _position_state(engine, book.positions.get(symbol))
+        _move_holdings(engine, book.chain[1:], symbol, old, _position_state(scratch, new_positions.get(symbol)))
+    _replace_series(engine, live, scratch, new_series)
+    _replace_positions(engine, key, scratch, new_positions)
+    k = kernel()
+    for series in book.chain:
+        k._touch(engine.g, engine.si, series.index)
     anchor = fills[-1].symbol if fills else next(iter(engine.marks), None)
-    if anchor is not None and engine.revalue:  # observe every chain series' equity now: a zero holding is 0
-        engine._set_mark(anchor, engine.marks[anchor], engine.clock_ns, (), [(s, Holding()) for s in book.chain])
+    if anchor is not None and engine.revalue:  # observe every chain series' equity now
+        for series in book.chain:
+            k.observe(engine.g, engine.sf, engine.si, series.index, engine.clock_ns)
     return replayed
 
 
-def _move_holdings(
-    engine: Engine, aggregates: tuple[Series, ...], symbol: str, old: Position | None, new: Position | None
-) -> None:
+def _mark(engine: Engine, y: int) -> float:
+    return float(engine.yf[y, L.Y_MARK]) if engine.yi[y, L.Y_HAS_MARK] else 0.0
+
+
+State = tuple[float, float, int]  # a position's (q, cost, 1 if open else 0)
+
+
+def _move_holdings(engine: Engine, aggregates: tuple[Series, ...], symbol: str, old: State, new: State) -> None:
     """Shift each aggregate's holding in `symbol` from the book's old position to its new one."""
-    old_q, old_c, was_open = _position_state(old)
-    new_q, new_c, now_open = _position_state(new)
-    mark = engine.marks.get(symbol, 0.0)
-    holders = engine.holders.setdefault(symbol, {})
+    from collector.engine.engine import kernel
+
+    k = kernel()
+    old_q, old_c, was_open = old
+    new_q, new_c, now_open = new
+    y = engine._symbol(symbol)
+    mark = _mark(engine, y)
+    hf, hi = engine.hf, engine.hi
     for series in aggregates:
-        holding = series.holdings.get(symbol)
-        if holding is None:
-            holding = series.holdings[symbol] = Holding()
-        old_v, before_c = holding.v, holding.c
-        holding.q += new_q - old_q
-        holding.c += new_c - old_c
-        holding.books += now_open - was_open
-        if holding.books == 0:
-            holding.q = holding.c = 0.0
-        holding.v = holding.q * mark
-        series.unrealized += (holding.v - old_v) - (holding.c - before_c)
-        if holding.q:
-            holders[series] = holding
+        h = engine._holding(series, y)
+        hf, hi = engine.hf, engine.hi
+        if not hi[h, L.H_ALIVE]:
+            k._revive(hf, hi, engine.si, h, series.index)
+        old_v, before_c = hf[h, L.H_V], hf[h, L.H_C]
+        hf[h, L.H_Q] += new_q - old_q
+        hf[h, L.H_C] += new_c - old_c
+        hi[h, L.H_BOOKS] += now_open - was_open
+        if hi[h, L.H_BOOKS] == 0:
+            hf[h, L.H_Q] = hf[h, L.H_C] = 0.0
+        hf[h, L.H_V] = hf[h, L.H_Q] * mark
+        series.unrealized += float((hf[h, L.H_V] - old_v) - (hf[h, L.H_C] - before_c))
+        if hf[h, L.H_Q]:
+            k._hold(hi, engine.yi, h, y)
         else:
-            holders.pop(series, None)
-            if holding.books == 0:
-                del series.holdings[symbol]
+            k._unhold(hi, engine.yi, h, y)
+            if hi[h, L.H_BOOKS] == 0:
+                k._drop(hi, engine.si, h, series.index)
 
 
-def _position_state(position: Position | None) -> tuple[float, float, int]:
+def _position_state(engine: Engine, p: int | None) -> State:
     """(q, cost, 1 if open else 0) of a book's position in a symbol."""
-    if position is None or not position.lots:
+    if p is None or not engine.pi[p, L.P_LOTS]:
         return 0.0, 0.0, 0
-    return position.q, position.c, 1
+    return float(engine.pf[p, L.P_Q]), float(engine.pf[p, L.P_C]), 1
 
 
-def _revalue_book(engine: Engine, series: Series) -> None:
-    """The rebuilt book's holdings at the live marks: unrealized = Σ (q × mark − cost)."""
-    series.holdings = {symbol: h for symbol, h in series.holdings.items() if h.q or h.c}
+def _replace_series(engine: Engine, live: Series, scratch: Engine, new: Series | None) -> None:
+    """The live book series takes the replay's state; its holdings are revalued at the live marks."""
+    from collector.engine.engine import kernel
+
+    k = kernel()
+    i = live.index
+    kept_f, kept_i = engine.sf[i, _KEPT_FLOATS].copy(), engine.si[i, _KEPT_INTS].copy()
+    if new is None:
+        engine.sf[i] = 0.0
+        engine.si[i] = 0
+        engine.si[i, L.S_DAY] = -1
+        fresh: dict[str, tuple[float, float, int]] = {}
+    else:
+        engine.sf[i] = scratch.sf[new.index]
+        engine.si[i] = scratch.si[new.index]
+        fresh = {sym: (h.q, h.c, h.books) for sym, h in new.holdings.items()}
+    engine.sf[i, _KEPT_FLOATS], engine.si[i, _KEPT_INTS] = kept_f, kept_i
+    for symbol in list(live.holdings):  # the old holdings go, then the replay's come in its order
+        y = engine.symbol_ids[symbol]
+        h = engine.holding_ids[(i, y)]
+        k._unhold(engine.hi, engine.yi, h, y)
+        k._drop(engine.hi, engine.si, h, i)
     unrealized = 0.0
-    for symbol, holding in series.holdings.items():
-        holding.v = holding.q * engine.marks.get(symbol, 0.0)
-        unrealized += holding.v - holding.c
-        holders = engine.holders.setdefault(symbol, {})
-        if holding.q:
-            holders[series] = holding
-        else:
-            holders.pop(series, None)
-    for symbol, holders in engine.holders.items():  # symbols the rebuilt book no longer holds
-        if series in holders and symbol not in series.holdings:
-            del holders[series]
-    series.unrealized = unrealized
+    for symbol, (q, c, books) in fresh.items():
+        if not (q or c):
+            continue
+        y = engine._symbol(symbol)
+        h = engine._holding(live, y)
+        k._revive(engine.hf, engine.hi, engine.si, h, i)
+        v = q * _mark(engine, y)
+        engine.hf[h, L.H_Q], engine.hf[h, L.H_C], engine.hf[h, L.H_V] = q, c, v
+        engine.hi[h, L.H_BOOKS] = books
+        unrealized += v - c
+        if q:
+            k._hold(engine.hi, engine.yi, h, y)
+    live.unrealized = unrealized
+
+
+def _replace_positions(engine: Engine, key: BookKey, scratch: Engine, new: dict[str, int]) -> None:
+    """The live book's positions (lots and the open round trip) become the replay's."""
+    book = engine.books[key]
+    for symbol in set(book.positions) | set(new):
+        p = book.positions.get(symbol)
+        if p is None:
+            p = engine._position((*key, symbol))
+        head = int(engine.pi[p, L.P_HEAD])  # the old lots back to the free list
+        while head >= 0:
+            following = int(engine.ln[head])
+            engine.ln[head] = engine.g[L.G_FREE]
+            engine.g[L.G_FREE] = head
+            engine.g[L.G_NFREE] += 1
+            head = following
+        engine.pi[p, L.P_HEAD] = engine.pi[p, L.P_TAIL] = -1
+        engine.pi[p, L.P_LOTS] = engine.pi[p, L.P_DIRECTION] = engine.pi[p, L.P_ENTRY_TS] = 0
+        engine.pf[p] = 0.0
+        source = new.get(symbol)
+        if source is None:
+            continue
+        engine.pf[p] = scratch.pf[source]
+        engine.pi[p, L.P_DIRECTION] = scratch.pi[source, L.P_DIRECTION]
+        engine.pi[p, L.P_ENTRY_TS] = scratch.pi[source, L.P_ENTRY_TS]
+        lots = []
+        lot = int(scratch.pi[source, L.P_HEAD])
+        while lot >= 0:
+            lots.append(scratch.lf[lot].copy())
+            lot = int(scratch.ln[lot])
+        engine._reserve_lots(len(lots))
+        for values in lots:
+            slot = int(engine.g[L.G_FREE])
+            engine.g[L.G_FREE] = engine.ln[slot]
+            engine.g[L.G_NFREE] -= 1
+            engine.lf[slot] = values
+            engine.ln[slot] = -1
+            tail = int(engine.pi[p, L.P_TAIL])
+            if tail >= 0:
+                engine.ln[tail] = slot
+            else:
+                engine.pi[p, L.P_HEAD] = slot
+            engine.pi[p, L.P_TAIL] = slot
+            engine.pi[p, L.P_LOTS] += 1

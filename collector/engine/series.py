@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from collector.engine import metrics
-from collector.engine.daily import PERIODS_PER_YEAR, DailyChanges, DayBasis, period_day
+from collector.engine import layout, metrics
+from collector.engine.daily import PERIODS_PER_YEAR, DailyChanges, DayBasis, Moments, period_day
 from collector.engine.metrics import MinSample
 
 DEFAULT_SAMPLE = MinSample()  # what `metrics.min_days` / `metrics.min_round_trips` default to
@@ -43,6 +43,21 @@ METRIC_FIELDS = (
 )
 
 
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class SeriesState(Protocol):
+    """What a Series reads: the engine's series arrays and its holdings."""
+
+    sf: np.ndarray
+    si: np.ndarray
+
+    def holdings_of(self, index: int) -> dict[str, Holding]: ...
+
+    def exposure_of(self, index: int) -> tuple[float, float]: ...
+
+
 class Holding:
     """A series' open position in one symbol: q = signed qty·multiplier, c = signed cost, v = q × mark.
 
@@ -52,49 +67,69 @@ class Holding:
 
     __slots__ = ("books", "c", "q", "v")
 
-    def __init__(self) -> None:
-        self.q = 0.0
-        self.c = 0.0
-        self.v = 0.0
-        self.books = 0
+    def __init__(self, q: float = 0.0, c: float = 0.0, v: float = 0.0, books: int = 0) -> None:
+        self.q = q
+        self.c = c
+        self.v = v
+        self.books = books
+
+
+class _FloatColumn:
+    """A float field of the series table (`sf`), read and written through the engine's arrays."""
+
+    def __init__(self, column: int) -> None:
+        self.column = column
+
+    def __get__(self, series: Series, owner: type | None = None) -> float:
+        return float(series.state.sf[series.index, self.column])
+
+    def __set__(self, series: Series, value: float) -> None:
+        series.state.sf[series.index, self.column] = value
+
+
+class _IntColumn:
+    """An integer field of the series table (`si`)."""
+
+    def __init__(self, column: int) -> None:
+        self.column = column
+
+    def __get__(self, series: Series, owner: type | None = None) -> int:
+        return int(series.state.si[series.index, self.column])
+
+    def __set__(self, series: Series, value: int) -> None:
+        series.state.si[series.index, self.column] = value
 
 
 class Series:
-    __slots__ = (
-        "account",
-        "accounts",
-        "daily",
-        "fees",
-        "fills",
-        "gross_losses",
-        "gross_wins",
-        "holdings",
-        "level",
-        "loss_streak",
-        "losses",
-        "max_dd",
-        "net_sum",
-        "peak",
-        "realized",
-        "slip_notional",
-        "slip_weighted",
-        "strategy",
-        "trades",
-        "unrealized",
-        "volume",
-        "wins",
-    )
+    """A perf series: row `index` of the engine's columnar state (collector/engine/layout.py).
 
-    def __init__(self, level: str, account: str, strategy: str) -> None:
+    One object per key for the engine's life (hashable by identity); its fields read the arrays,
+    so they always show the engine's current state. `holdings` and `daily` are snapshots.
+    """
+
+    __slots__ = ("account", "accounts", "index", "level", "state", "strategy")
+
+    realized = _FloatColumn(layout.S_REALIZED)
+    fees = _FloatColumn(layout.S_FEES)
+    unrealized = _FloatColumn(layout.S_UNREALIZED)
+    peak = _FloatColumn(layout.S_PEAK)
+    max_dd = _FloatColumn(layout.S_MAX_DD)
+    volume = _FloatColumn(layout.S_VOLUME)
+    slip_weighted = _FloatColumn(layout.S_SLIP_WEIGHTED)
+    slip_notional = _FloatColumn(layout.S_SLIP_NOTIONAL)
+    net_sum = _FloatColumn(layout.S_NET_SUM)
+    gross_wins = _FloatColumn(layout.S_GROSS_WINS)
+    gross_losses = _FloatColumn(layout.S_GROSS_LOSSES)
+    trades = _IntColumn(layout.S_TRADES)
+    wins = _IntColumn(layout.S_WINS)
+    losses = _IntColumn(layout.S_LOSSES)
+    loss_streak = _IntColumn(layout.S_LOSS_STREAK)
+    fills = _IntColumn(layout.S_FILLS)
+
+    def __init__(self, state: SeriesState, index: int, level: str, account: str, strategy: str) -> None:
+        self.state, self.index = state, index
         self.level, self.account, self.strategy = level, account, strategy
         self.accounts: set[str] = set()  # whose capital forms this series' base
-        self.holdings: dict[str, Holding] = {}
-        self.realized = self.fees = self.unrealized = 0.0
-        self.peak = self.max_dd = 0.0
-        self.trades = self.wins = self.losses = self.loss_streak = self.fills = 0
-        self.gross_wins = self.gross_losses = self.net_sum = 0.0
-        self.volume = self.slip_notional = self.slip_weighted = 0.0
-        self.daily = DailyChanges()
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -104,19 +139,36 @@ class Series:
     def equity(self) -> float:
         return metrics.equity(self.realized, self.unrealized, self.fees)
 
-    def record_trip(self, net_pnl: float) -> None:
-        self.trades += 1
-        self.net_sum += net_pnl
-        if net_pnl > 0:
-            self.wins += 1
-            self.gross_wins += net_pnl
-            self.loss_streak = 0
-        elif net_pnl < 0:
-            self.losses += 1
-            self.gross_losses += net_pnl
-            self.loss_streak += 1
-        else:
-            self.loss_streak = 0
+    @property
+    def max_dd_pct(self) -> float:
+        """max over events of (peak − equity) / (capital base + peak): drawdown of peak NAV; NaN without capital."""
+        sf = self.state.sf
+        return float(sf[self.index, layout.S_MAX_DD_PCT]) if sf[self.index, layout.S_CAPITAL] > 0 else math.nan
+
+    @property
+    def holdings(self) -> dict[str, Holding]:
+        """Open holdings by symbol, in the order they were opened (a copy)."""
+        return self.state.holdings_of(self.index)
+
+    @property
+    def exposure(self) -> tuple[float, float]:
+        """(gross, net) exposure: Σ |v|, Σ v over the holdings (without copying them)."""
+        return self.state.exposure_of(self.index)
+
+    @property
+    def daily(self) -> DailyChanges:
+        """The daily-change state (a copy)."""
+        sf, si, i = self.state.sf, self.state.si, self.index
+        day = int(si[i, layout.S_DAY])
+        closed = None
+        if day >= 0:
+            closed = Moments(
+                int(si[i, layout.S_N]),
+                float(sf[i, layout.S_MEAN]),
+                float(sf[i, layout.S_M2]),
+                float(sf[i, layout.S_DOWN_SQ]),
+            )
+        return DailyChanges(day, float(sf[i, layout.S_PREV_CLOSE]), float(sf[i, layout.S_LAST]), closed)
 
     def row(
         self, capital_base: float, clock_ns: int, basis: DayBasis = "trading", sample: MinSample = DEFAULT_SAMPLE
@@ -144,8 +196,8 @@ class Series:
             "realized_pnl": self.realized,
             "unrealized_pnl": self.unrealized,
             "fees": self.fees,
-            "gross_exposure": sum((abs(h.v) for h in self.holdings.values()), 0.0),
-            "net_exposure": sum((h.v for h in self.holdings.values()), 0.0),
+            "gross_exposure": self.exposure[0],
+            "net_exposure": self.exposure[1],
             "drawdown": drawdown,
             "max_drawdown": self.max_dd,
             "drawdown_pct": metrics.drawdown_pct(drawdown, capital_base, self.peak),

@@ -188,14 +188,14 @@ def from_fills(events: Sequence[Fill | Mark], engine: Engine) -> Panel:
             )
             last[book] = (series.equity, series.trades, series.wins)
 
-    for event in events:
+    start = 0  # events of one UTC day are booked in one engine call
+    for index, event in enumerate(events):
         if day is not None and event.ts // DAY_NS > day:
+            engine.on_events(events[start:index])
+            start = index
             close(day)
         day = event.ts // DAY_NS
-        if isinstance(event, Fill):
-            engine.on_fill(event)
-        else:
-            engine.on_mark(event)
+    engine.on_events(events[start:])
     if day is None:
         raise UserError("no fills were accepted")
     close(day)

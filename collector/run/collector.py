@@ -61,6 +61,23 @@ def perf_line(row: dict[str, Any], ts_ns: int) -> str:
     return point("perf", {k: row[k] for k in TAGS}, {k: v for k, v in row.items() if k not in TAGS}, ts_ns)
 
 
+class _Saving(threading.Thread):
+    """Writes one checkpoint snapshot (encode, checksum, fsync, rename) off the engine thread."""
+
+    def __init__(self, path: Path, snapshot: checkpoint.Snapshot, started: float) -> None:
+        super().__init__(name="checkpoint", daemon=True)
+        self.path, self.snapshot, self.started = path, snapshot, started
+        self.size, self.ms = 0, 0.0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.size = checkpoint.save(self.path, self.snapshot)
+        except Exception as exc:  # reported by the engine thread; the previous checkpoint stays
+            self.error = exc
+        self.ms = (time.perf_counter() - self.started) * 1000
+
+
 class Collector:
     def __init__(self, settings: Settings, sources: list[Source] | None = None) -> None:
         self.settings = settings
@@ -82,7 +99,9 @@ class Collector:
         self.state = self._restore()
         self.seen = SeenIds(self.snapshot_path.parent, settings.ingest.dedupe_window)
         self.seen.restore(self.state.seen_position)
-        self.checkpoint_ms = 0.0
+        self.checkpoint_ms = 0.0  # the last checkpoint's copy + encode + write
+        self.checkpoint_block_ms = 0.0  # the part of it the engine thread waited for (the copy)
+        self._saving: _Saving | None = None
         self.alerts: AlertEngine | None = None
         self.dispatcher: Dispatcher | None = None
         if settings.alerts.enabled:
@@ -283,7 +302,7 @@ class Collector:
                 break
         self._flush()
         self._write_health()
-        self._checkpoint()
+        self._checkpoint(wait=True)
 
     def _process(self, batch: Batch) -> None:
         assert self.writer is not None and self.fill_keys is not None
@@ -436,26 +455,59 @@ class Collector:
                 self.dispatcher.submit(event)
         writer.flush()
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, wait: bool = False) -> None:
+        """Copy the state here (engine thread, milliseconds) and write it in the background; one write in flight.
+
+        wait: block until it is written (the last one, on the way out).
+        """
         assert self.writer is not None
+        self._reap_checkpoint(wait)
+        if self._saving is not None:  # the previous one is still being written: skip this interval's
+            return
         started = time.perf_counter()
         self._write_fills(self._unwritten)
         self.writer.flush()  # everything the checkpoint covers must be durable first
-        try:  # a full state disk must not end the run: the previous checkpoint stays valid meanwhile
+        try:
             self.state.seen_position = self.seen.durable_position()
-            if self.alerts is not None:
-                self.state.alerts = alerts_data(self.alerts.export_state())
-            size = checkpoint.save(self.snapshot_path, self.state)
         except OSError as exc:
-            if self.checkpoint_problem is None:
-                log.error("cannot write the checkpoint (%s); retrying at every interval", exc.strerror)
-            self.checkpoint_problem = f"cannot write the checkpoint: {exc.strerror}"
+            self._checkpoint_failed(exc)
+            return
+        if self.alerts is not None:
+            self.state.alerts = alerts_data(self.alerts.export_state())
+        saving = self._saving = _Saving(self.snapshot_path, checkpoint.snapshot(self.state), started)
+        self.checkpoint_block_ms = (time.perf_counter() - started) * 1000
+        saving.start()
+        if wait:
+            self._reap_checkpoint(True)
+
+    def _reap_checkpoint(self, wait: bool) -> None:
+        """Once the background write is done: report a failure, or tell the sources what is now durable."""
+        saving = self._saving
+        if saving is None or (saving.is_alive() and not wait):
+            return
+        saving.join()
+        self._saving = None
+        if saving.error is not None:  # a full state disk must not end the run: the previous checkpoint stays valid
+            self._checkpoint_failed(saving.error)
             return
         if self.checkpoint_problem is not None:
             log.info("checkpoint written again")
             self.checkpoint_problem = None
+        tokens = saving.snapshot.data["tokens"]
         for source in self.sources:
-            if source.name in self.state.tokens:
-                source.checkpointed(self.state.tokens[source.name])
-        self.checkpoint_ms = (time.perf_counter() - started) * 1000
-        log.debug("checkpoint %s: %d bytes in %.1f ms", self.snapshot_path, size, self.checkpoint_ms)
+            if source.name in tokens:
+                source.checkpointed(tokens[source.name])
+        self.checkpoint_ms = saving.ms
+        log.debug(
+            "checkpoint %s: %d bytes in %.1f ms (engine thread %.1f ms)",
+            self.snapshot_path,
+            saving.size,
+            saving.ms,
+            self.checkpoint_block_ms,
+        )
+
+    def _checkpoint_failed(self, exc: Exception) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) else repr(exc)
+        if self.checkpoint_problem is None:
+            log.error("cannot write the checkpoint (%s); retrying at every interval", reason)
+        self.checkpoint_problem = f"cannot write the checkpoint: {reason}"

@@ -1,37 +1,36 @@
-"""Engine, timestamp memory and alert states as plain data (dicts, lists, numbers, strings) and back.
+"""Engine, timestamp memory and alert states as plain data and back.
 
 The checkpoint is read at start from a writable directory, so loading it must never execute
-code: instead of pickling objects, each piece of state is written out field by field and read
-back into freshly constructed objects. Decoding trusts nothing: a missing key, a wrong type or
-a value of the wrong shape raises `ValueError`/`KeyError`/`TypeError`, which the checkpoint
-loader turns into a quarantine.
+code: nothing is pickled. The engine is its columnar arrays (collector/engine/layout.py: raw
+float64/int64 numbers) plus the strings their row ids stand for (series keys, symbols);
+timestamp memory and alert states are plain JSON data written field by field and read back into
+freshly constructed objects. Decoding trusts nothing: a missing key, a wrong type, an array of
+the wrong shape or an id out of range raises `ValueError`/`KeyError`/`TypeError`, which the
+checkpoint loader turns into a quarantine.
 
-Derived structures are rebuilt rather than stored: a book's series chain from its key, and the
-symbol → holders index from every series' holdings (a holding is indexed iff its quantity ≠ 0,
-the invariant `Engine.on_fill` keeps).
+Derived structures are rebuilt rather than stored: books and their chains from the book series'
+keys, accounts per series from the books, the string → row dictionaries, capital bases from the
+current configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
+
+import numpy as np
 
 from collector.alerts import detectors
 from collector.alerts.evaluator import WATCHES, Watch
 from collector.alerts.rules import AlertRules
-from collector.engine.daily import DailyChanges, Moments
-from collector.engine.engine import Engine, _Book
-from collector.engine.positions import Position, _Cycle
-from collector.engine.series import ALL, Holding, Series
+from collector.engine import layout as L
+from collector.engine.engine import Book, Engine
+from collector.engine.series import ALL, Series
 from collector.store.lineproto import UniqueTimestamps
 
 Data = Any  # JSON-able: dict[str, Data] | list[Data] | str | int | float | bool | None
 
-_SERIES_STRUCTURED = ("level", "account", "strategy", "accounts", "holdings", "daily")
-_SERIES_SCALARS = tuple(name for name in Series.__slots__ if name not in _SERIES_STRUCTURED)
-_CYCLE_FIELDS = tuple(f.name for f in dataclasses.fields(_Cycle))
 _DETECTORS: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -43,14 +42,6 @@ _DETECTORS: dict[str, type] = {
     )
 }
 _WATCH_FIXED = ("rule", "key", "op", "threshold")  # rebuilt from the current rule, not restored
-
-
-def _number(value: Data) -> float:
-    if value is None:  # how orjson writes NaN and ±inf
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
 
 
 def _int(value: Data) -> int:
@@ -67,138 +58,133 @@ def _key(value: Data) -> tuple[str, str, str]:
 
 
 # ---- engine ------------------------------------------------------------------------------------
-def _moments_data(moments: Moments | None) -> Data:
-    return None if moments is None else [moments.n, moments.mean, moments.m2, moments.down_sq]
+ARRAYS = ("g", "sf", "si", "hf", "hi", "pf", "pi", "lf", "ln", "yf", "yi")
+_WIDTHS = {
+    "sf": L.SF_WIDTH,
+    "si": L.SI_WIDTH,
+    "hf": L.HF_WIDTH,
+    "hi": L.HI_WIDTH,
+    "pf": L.PF_WIDTH,
+    "pi": L.PI_WIDTH,
+    "lf": L.LF_WIDTH,
+    "yf": L.YF_WIDTH,
+    "yi": L.YI_WIDTH,
+}
+_ROWS = {"sf": "series", "si": "series", "hf": "holdings", "hi": "holdings", "pf": "positions", "pi": "positions"}
+_ROWS |= {"yf": "symbols", "yi": "symbols", "lf": "lots", "ln": "lots"}
 
 
-def _scalars_data(obj: object, names: tuple[str, ...]) -> Data:
-    return {name: getattr(obj, name) for name in names}
+@dataclasses.dataclass
+class EngineState:
+    """The engine as data: its arrays (used rows only, copies) and the strings their row ids stand for."""
+
+    arrays: dict[str, np.ndarray]
+    keys: list[tuple[str, str, str]]  # series row → (level, account, strategy)
+    symbols: list[str]  # symbol row → symbol
 
 
-def _scalars_from(obj: object, names: tuple[str, ...], data: Data) -> None:
-    """Set each named number on a fresh `obj`, with the type its constructor gave it (int or float)."""
-    if set(data) != set(names):
-        raise ValueError(f"{type(obj).__name__} fields {sorted(data)}, expected {sorted(names)}")
-    for name in names:
-        default = getattr(obj, name)
-        setattr(obj, name, _int(data[name]) if isinstance(default, int) else _number(data[name]))
+def engine_state(engine: Engine) -> EngineState:
+    """A copy of the engine's state, cheap enough for the engine thread (arrays copied, no Python loop per row)."""
+    counts = engine.counts
+    arrays = {"g": engine.g.copy(), "lf": engine.lf.copy(), "ln": engine.ln.copy()}
+    for name in ARRAYS[1:]:
+        if name not in arrays:
+            arrays[name] = getattr(engine, name)[: counts[_ROWS[name]]].copy()
+    return EngineState(arrays, [s.key for s in engine.by_index], list(engine.symbols))
 
 
-def _series_data(series: Series) -> Data:
-    daily = series.daily
-    return {
-        "key": list(series.key),
-        "accounts": sorted(series.accounts),
-        "holdings": {symbol: _scalars_data(h, Holding.__slots__) for symbol, h in series.holdings.items()},
-        "scalars": _scalars_data(series, _SERIES_SCALARS),
-        "daily": [daily.day, daily.prev_close, daily.last, _moments_data(daily.closed)],
-    }
+def engine_meta(state: EngineState) -> Data:
+    return {"keys": [list(key) for key in state.keys], "symbols": state.symbols}
 
 
-def _series_from(data: Data) -> Series:
-    series = Series(*_key(data["key"]))
-    series.accounts = {str(a) for a in data["accounts"]}
-    for symbol, fields in data["holdings"].items():
-        holding = series.holdings[str(symbol)] = Holding()
-        _scalars_from(holding, Holding.__slots__, fields)
-    _scalars_from(series, _SERIES_SCALARS, data["scalars"])
-    day, prev_close, last, closed = data["daily"]
-    moments = None if closed is None else Moments(_int(closed[0]), *(_number(x) for x in closed[1:4]))
-    series.daily = DailyChanges(_int(day), _number(prev_close), _number(last), moments)
-    return series
+def _ids(values: np.ndarray, count: int, what: str, none: bool = True) -> None:
+    """Every id in range: the kernel indexes arrays with them unchecked."""
+    if values.size and (values.min() < (-1 if none else 0) or values.max() >= count):
+        raise ValueError(f"{what} out of range")
 
 
-def _position_data(position: Position) -> Data:
-    cycle = position._cycle
-    return {
-        "lots": [list(lot) for lot in position.lots],
-        "direction": position.direction,
-        "q": position.q,
-        "c": position.c,
-        "cycle": None if cycle is None else [getattr(cycle, name) for name in _CYCLE_FIELDS],
-    }
-
-
-def _position_from(data: Data) -> Position:
-    position = Position()
-    position.lots = deque([_number(x) for x in lot] for lot in data["lots"])
-    if len({len(lot) for lot in position.lots}) > 1:
-        raise ValueError("lots of different shapes")
-    position.direction = _int(data["direction"])
-    if position.direction not in (-1, 0, 1):
-        raise ValueError(f"position direction {position.direction}")
-    position.q, position.c = _number(data["q"]), _number(data["c"])
-    cycle = data["cycle"]
-    if cycle is not None:
-        direction, entry_ts, *rest = cycle
-        position._cycle = _Cycle(_int(direction), _int(entry_ts), *(_number(x) for x in rest))
-    return position
-
-
-def engine_data(engine: Engine) -> Data:
-    return {
-        "clock_ns": engine.clock_ns,
-        "series": [_series_data(series) for series in engine.series.values()],
-        "books": [
-            {"account": a, "strategy": s, "positions": {sym: _position_data(p) for sym, p in book.positions.items()}}
-            for (a, s), book in engine.books.items()
-        ],
-        "marks": engine.marks,
-        "streamed_marks": sorted(engine.streamed_marks),
-        "touched": [list(series.key) for series in engine.touched],
-        "dirty_symbols": sorted(engine.dirty_symbols),
-    }
-
-
-def engine_from(data: Data, capital_by_account: dict[str, float], default_capital: float) -> Engine:
-    engine = Engine(capital_by_account, default_capital)
-    engine.clock_ns = _int(data["clock_ns"])
-    engine.series = {}
-    for record in data["series"]:
-        series = _series_from(record)
-        engine.series[series.key] = series
-    portfolio = engine.series.get(("portfolio", ALL, ALL))
-    if portfolio is None:
+def engine_from(
+    meta: Data, arrays: dict[str, np.ndarray], capital_by_account: dict[str, float], default_capital: float
+) -> Engine:
+    """A working engine from `engine_meta` and the arrays; ValueError/TypeError/KeyError when inconsistent."""
+    keys = [_key(key) for key in meta["keys"]]
+    symbols = [str(symbol) for symbol in meta["symbols"]]
+    if len(set(keys)) != len(keys) or len(set(symbols)) != len(symbols):
+        raise ValueError("duplicate series or symbols")
+    if set(arrays) != set(ARRAYS):
+        raise ValueError(f"arrays {sorted(arrays)}, expected {sorted(ARRAYS)}")
+    rows = {"series": len(keys), "symbols": len(symbols), "lots": len(arrays["ln"])}
+    rows |= {"holdings": len(arrays["hf"]), "positions": len(arrays["pf"])}
+    for name, array in arrays.items():
+        if name == "g":
+            shape: tuple[int, ...] = (L.G_WIDTH,)
+        elif name == "ln":
+            shape = (rows["lots"],)
+        else:
+            shape = (rows[_ROWS[name]], _WIDTHS[name])
+        if array.shape != shape:
+            raise ValueError(f"array {name} has shape {array.shape}, expected {shape}")
+    si, hi, pi, yi, g = arrays["si"], arrays["hi"], arrays["pi"], arrays["yi"], arrays["g"]
+    _ids(si[:, [L.S_HEAD, L.S_TAIL]], rows["holdings"], "series holdings")
+    _ids(si[: g[L.G_NTOUCHED], L.S_TOUCH_LIST], rows["series"], "touched series", none=False)
+    _ids(hi[:, [L.H_NEXT, L.H_PREV, L.H_YNEXT, L.H_YPREV]], rows["holdings"], "holding links")
+    _ids(hi[:, L.H_SERIES], rows["series"], "holding series", none=False)
+    _ids(hi[:, L.H_SYMBOL], rows["symbols"], "holding symbols", none=False)
+    _ids(pi[:, [L.P_HEAD, L.P_TAIL]], rows["lots"], "position lots")
+    _ids(pi[:, L.P_BOOK], rows["series"], "position books", none=False)
+    _ids(pi[:, L.P_SYMBOL], rows["symbols"], "position symbols", none=False)
+    _ids(pi[:, L.P_H0 : L.P_H0 + 4], rows["holdings"], "position holdings", none=False)
+    _ids(arrays["ln"], rows["lots"], "lot links")
+    _ids(yi[:, L.Y_HEAD], rows["holdings"], "symbol holders")
+    _ids(yi[: g[L.G_NDIRTY], L.Y_DIRTY_LIST], rows["symbols"], "dirty symbols", none=False)
+    _ids(g[[L.G_FREE]], rows["lots"], "free lots")
+    if not (0 <= g[L.G_NTOUCHED] <= rows["series"] and 0 <= g[L.G_NDIRTY] <= rows["symbols"]):
+        raise ValueError("change lists out of range")
+    if ("portfolio", ALL, ALL) not in keys:
         raise ValueError("no portfolio series")
-    engine.portfolio = portfolio
-    for record in data["books"]:
-        account, strategy = str(record["account"]), str(record["strategy"])
-        chain = (
-            engine.series[("book", account, strategy)],
-            engine.series[("strategy", ALL, strategy)],
-            engine.series[("account", account, ALL)],
-            portfolio,
-        )
-        positions = {str(sym): _position_from(p) for sym, p in record["positions"].items()}
-        engine.books[(account, strategy)] = _Book(chain, positions)
-    engine.marks = {str(symbol): _number(price) for symbol, price in data["marks"].items()}
-    engine.streamed_marks = {str(symbol) for symbol in data["streamed_marks"]}
-    engine.holders = {symbol: {} for symbol in engine.marks}
-    for series in engine.series.values():
-        for symbol, holding in series.holdings.items():
-            if holding.q:
-                engine.holders.setdefault(symbol, {})[series] = holding
-    engine.touched = {engine.series[_key(key)] for key in data["touched"]}
-    engine.dirty_symbols = {str(symbol) for symbol in data["dirty_symbols"] if symbol in engine.holders}
+
+    engine = Engine(capital_by_account, default_capital)
+    engine.by_index, engine.series = [], {}
+    for name in ARRAYS:
+        setattr(engine, name, arrays[name].copy())
+    engine.counts = {table: rows[table] for table in engine.counts}
+    for index, (level, account, strategy) in enumerate(keys):
+        series = Series(engine, index, level, account, strategy)
+        engine.by_index.append(series)
+        engine.series[series.key] = series
+    engine.portfolio = engine.series[("portfolio", ALL, ALL)]
+    engine.symbols, engine.symbol_ids = symbols, {symbol: y for y, symbol in enumerate(symbols)}
+    for series in engine.by_index:
+        if series.level == "book":
+            chain = (
+                series,
+                engine.series[("strategy", ALL, series.strategy)],
+                engine.series[("account", series.account, ALL)],
+                engine.portfolio,
+            )
+            for member in chain:
+                member.accounts.add(series.account)
+            engine.books[(series.account, series.strategy)] = Book(chain)
+    for p, (book, y) in enumerate(pi[:, [L.P_BOOK, L.P_SYMBOL]].tolist()):
+        owner = engine.by_index[book]
+        engine.books[(owner.account, owner.strategy)].positions[symbols[y]] = p
+        engine.position_ids[(owner.account, owner.strategy, symbols[y])] = p
+    for h, (s, y) in enumerate(hi[:, [L.H_SERIES, L.H_SYMBOL]].tolist()):
+        engine.holding_ids[(s, y)] = h
+    engine.refresh_capital()
     return engine
 
 
 # ---- timestamp memory --------------------------------------------------------------------------
 def stamps_data(stamps: UniqueTimestamps) -> Data:
-    """[[(series, ts), ...], [fill_id, ...]], oldest first: tuples serialize as arrays without a Python loop."""
-    return [list(stamps._taken), list(stamps._taken.values())]
+    """{keys: [...], owners: [...]}: the 64-bit hashes of the timestamp memory, oldest first."""
+    return stamps.export()
 
 
 def stamps_from(data: Data, capacity: int) -> UniqueTimestamps:
-    stamps = UniqueTimestamps(capacity)
-    keys, fill_ids = data
-    if len(keys) != len(fill_ids):
-        raise ValueError("timestamp memory: keys and fill ids differ in length")
-    taken: OrderedDict[tuple[str, int], str] = OrderedDict()
-    for (series, ts), fill_id in zip(keys[-capacity:], fill_ids[-capacity:], strict=True):
-        taken[(str(series), _int(ts))] = str(fill_id)
-    stamps._taken = taken
-    return stamps
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not isinstance(data.get("owners"), list):
+        raise ValueError("timestamp memory: expected {keys: [...], owners: [...]}")
+    return UniqueTimestamps.restore(data, capacity)
 
 
 # ---- alert states ------------------------------------------------------------------------------

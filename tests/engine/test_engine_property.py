@@ -237,7 +237,7 @@ def test_incremental_equals_batch(events: list[Fill | Mark], basis: DayBasis) ->
         abs_tol=1e-9,
     )
     for (account, strategy), book in engine.books.items():
-        if all(not p.lots for p in book.positions.values()):
+        if all(not engine.lots(p) for p in book.positions.values()):
             assert got[("book", account, strategy)]["unrealized_pnl"] == 0.0
             assert got[("book", account, strategy)]["gross_exposure"] == 0.0
 

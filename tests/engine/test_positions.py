@@ -6,8 +6,8 @@ import pytest
 
 from collector.engine.engine import Engine
 from collector.engine.metrics import MinSample
-from collector.engine.positions import Position
 from collector.model import NS, Fill, Mark
+from tests.engine.reference_engine import Position
 
 T0 = 1_700_000_000 * NS
 

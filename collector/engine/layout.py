@@ -1,0 +1,61 @@
+"""Column layout of the engine's state arrays (collector/engine/kernel.py works on them, Series reads them).
+
+Every table is a 2-D array, one row per item, one column per field: series (`sf` floats, `si`
+integers), holdings of a series in a symbol (`hf`, `hi`), book positions in a symbol (`pf`, `pi`),
+FIFO lots (`lf`, `ln` = next lot), symbols (`yf`, `yi`), and the engine's globals (`g`). Ids are
+row numbers; -1 is "none". Kept free of numba so reading state costs no compiler import.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT = np.float64
+INT = np.int64
+NONE = -1
+
+# ---- series: sf -------------------------------------------------------------------------------
+S_REALIZED, S_FEES, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT = 0, 1, 2, 3, 4, 5
+S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = 6, 7, 8, 9, 10, 11
+S_PREV_CLOSE, S_LAST, S_MEAN, S_M2, S_DOWN_SQ, S_CAPITAL = 12, 13, 14, 15, 16, 17
+SF_WIDTH = 18
+# ---- series: si (S_DAY = -1: no event yet, the daily moments are None) --------------------------
+S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS, S_DAY, S_N = 0, 1, 2, 3, 4, 5, 6
+S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = 7, 8, 9, 10, 11  # TOUCH_LIST: row i = i-th touched id
+SI_WIDTH = 12
+
+# ---- holdings: hf, hi (a series' holdings form a list in insertion order: HEAD/TAIL, H_NEXT/H_PREV) --
+H_Q, H_C, H_V = 0, 1, 2
+HF_WIDTH = 3
+H_SERIES, H_SYMBOL, H_BOOKS, H_ALIVE, H_HELD, H_NEXT, H_PREV, H_YNEXT, H_YPREV = 0, 1, 2, 3, 4, 5, 6, 7, 8
+HI_WIDTH = 9  # H_HELD: in the symbol's holder list (q ≠ 0), linked by H_YNEXT/H_YPREV
+
+# ---- positions: pf, pi (a cycle = the round trip being built; open iff P_DIRECTION ≠ 0) ---------
+P_Q, P_C, P_ENTRY_QTY, P_ENTRY_NOTIONAL, P_EXIT_QTY, P_EXIT_NOTIONAL, P_GROSS, P_CYCLE_FEES = range(8)
+PF_WIDTH = 8
+P_DIRECTION, P_ENTRY_TS, P_HEAD, P_TAIL, P_LOTS, P_BOOK, P_SYMBOL, P_H0 = range(8)  # H0..H0+3: the chain's holdings
+PI_WIDTH = P_H0 + 4
+
+# ---- lots: lf, ln -------------------------------------------------------------------------------
+L_QTY, L_PRICE, L_MULT, L_ORIGINAL = 0, 1, 2, 3
+LF_WIDTH = 4
+
+# ---- symbols: yf, yi ----------------------------------------------------------------------------
+Y_MARK = 0
+YF_WIDTH = 1
+Y_HAS_MARK, Y_STREAMED, Y_DIRTY, Y_HEAD, Y_DIRTY_LIST = 0, 1, 2, 3, 4
+YI_WIDTH = 5
+
+# ---- globals: g ---------------------------------------------------------------------------------
+G_CLOCK, G_FREE, G_NFREE, G_NTOUCHED, G_NDIRTY, G_CALENDAR, G_REVALUE = range(7)
+G_WIDTH = 7
+
+# ---- events in (ei, ef) and results out (tf, ti) ----------------------------------------------
+E_KIND, E_ID, E_TS, E_SIGN, E_HAS_SLIP = 0, 1, 2, 3, 4  # kind 0 = fill (id = position), 1 = mark (id = symbol)
+EI_WIDTH = 5
+E_QTY, E_PRICE, E_FEE, E_MULT, E_SLIP = 0, 1, 2, 3, 4
+EF_WIDTH = 5
+T_REALIZED, T_ENTRY_PRICE, T_EXIT_PRICE, T_QTY, T_GROSS, T_FEES, T_NET = range(7)
+TF_WIDTH = 7
+T_HAS, T_DIRECTION, T_ENTRY_TS = 0, 1, 2
+TI_WIDTH = 3
