@@ -30,7 +30,7 @@ def robust_zscore(x: float, history: Sequence[float]) -> float | None:
     return (x - median) / (MAD_TO_SIGMA * mad)
 
 
-@dataclass
+@dataclass(slots=True)
 class SlippageHistory:
     """Per-fill slippage (bps) of one series: the z-score of each new fill against its own recent past.
 
@@ -107,7 +107,7 @@ def _kth_distance(ordered: Sequence[float], median: float, split: int, k: int) -
     return max(a, b)
 
 
-@dataclass
+@dataclass(slots=True)
 class Cusum:
     """Tabular CUSUM (Page 1954) for a drop in the mean, as river's `drift.CUSUM` in mode down.
 
@@ -141,7 +141,7 @@ class Cusum:
         return self.s_low / self.sigma if len(self.baseline) >= self.warmup and self.sigma > 0 else None
 
 
-@dataclass
+@dataclass(slots=True)
 class PageHinkley:
     """Page-Hinkley test for a drop in the mean (river's `drift.PageHinkley` fed with −x).
 
@@ -168,7 +168,7 @@ class PageHinkley:
         return self.total if self.n >= self.min_instances else None
 
 
-@dataclass
+@dataclass(slots=True)
 class DailyReturns:
     """The last `window` daily returns (equity change ÷ capital; quiet days count as 0)."""
 
@@ -199,7 +199,7 @@ class DailyReturns:
         return psr_of_returns(list(self.returns), benchmark_annual_sharpe / math.sqrt(TRADING_DAYS))
 
 
-@dataclass
+@dataclass(slots=True)
 class TradeWindow:
     """Net PnL of the last `size` round trips: win rate, expectancy, profit factor, sum over the window.
 

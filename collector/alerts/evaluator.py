@@ -4,11 +4,14 @@ A rule is evaluated only when its inputs changed:
 - observations (a fill's slippage, a closed round trip's net PnL) are folded into their detectors
   in event order, and the rule's state machine steps at each one, so one outlier inside a batch
   is never averaged away;
-- statistics of a series' current state (perf metrics, drawdown, daily Sharpe/PSR, staleness) are
-  read once at the end of a batch, for the series the batch's fills changed — rules on round-trip
-  metrics only for series that closed a round trip;
-- on every flush tick: series changed by marks, running `for` / `keep_firing_for` timers and
-  staleness (which changes with time alone); health rules on every health report.
+- rules on round-trip statistics (loss streaks, trade counts and rates, windows of trips) at the
+  end of a batch, for the series that closed a round trip in it; daily Sharpe/PSR when the engine
+  closed one of the series' days;
+- rules on the current state of a series (perf metrics, drawdown) on every flush tick, for the
+  series changed since the last one (by fills or marks) — the tick follows the batch within one
+  flush interval; also on ticks: running `for` / `keep_firing_for` timers and staleness (which
+  changes with time alone). Health rules on every health report.
+`on_fill` (one fill at a time: tests, the tear sheet's replay) settles everything at once.
 Each (rule, series) pair moves inactive → pending → firing → resolved; only the firing and resolved
 transitions are events (written to `alerts`, logged, notified), so a condition that stays true
 never produces duplicates.
@@ -114,15 +117,15 @@ class AlertEvent:
 class Watch(ABC):
     """One rule on one series: its detector state and its pending/firing state machine.
 
-    `settles_on` says which batches re-read the statistic at their end: "fill" (any fill of the
-    series), "trip" (a round trip of the series closed) or None (the watch steps per observation:
-    slippage per fill, and `steps_on_trip` watches per round trip, in event order).
+    `settles_on` says when the statistic is re-read: "tick" (the series changed since the last
+    tick), "trip" (end of a batch in which the series closed a round trip), "day" (the engine
+    closed one of its days) or None (the watch steps per observation: slippage per fill, and
+    `steps_on_trip` watches per round trip, in event order).
     Instance attributes are plain data (numbers, containers, detectors): they are checkpointed.
     """
 
-    settles_on: ClassVar[str | None] = "fill"
+    settles_on: ClassVar[str | None] = "tick"
     steps_on_trip: ClassVar[bool] = False
-    on_marks: ClassVar[bool] = True  # marks change the statistic: re-read on ticks when the series changed
 
     def __init__(self, rule: _Rule, key: tuple[str, str, str]) -> None:
         self.rule = rule
@@ -203,7 +206,7 @@ class DailyWatch(Watch):
     """
 
     rule: SharpeRule | OpportunityRule
-    on_marks = False  # only a closed day changes the window, and only an event closes one
+    settles_on = "day"  # only a closed day changes the window, and only an event closes one
 
     def __init__(self, rule: SharpeRule | OpportunityRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
@@ -235,7 +238,6 @@ class DailyWatch(Watch):
 class SlippageWatch(Watch):
     rule: SlippageRule
     settles_on = None
-    on_marks = False
 
     def __init__(self, rule: SlippageRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
@@ -250,7 +252,6 @@ class DegradationWatch(Watch):
     rule: DegradationRule
     settles_on = None
     steps_on_trip = True
-    on_marks = False
 
     def __init__(self, rule: DegradationRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
@@ -268,11 +269,13 @@ class DegradationWatch(Watch):
 class LossStreakWatch(Watch):
     rule: LossStreakRule
     settles_on = "trip"
-    on_marks = False
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         rule = self.rule
-        return streak_probability(series.loss_streak, series.losses, series.trades, rule.min_trades, rule.min_streak)
+        streak = series.loss_streak
+        if streak < rule.min_streak:  # most of the time: one read
+            return None
+        return streak_probability(streak, series.losses, series.trades, rule.min_trades, rule.min_streak)
 
 
 def streak_probability(streak: int, losses: int, trades: int, min_trades: int, min_streak: int) -> float | None:
@@ -291,8 +294,7 @@ class StalenessWatch(Watch):
     """Minutes since the series' last fill, inside trading hours: time alone raises it (ticks), a fill resets it."""
 
     rule: StalenessRule
-    settles_on = None  # a batch's fills only matter to a firing or pending watch (see `_settle`)
-    on_marks = False
+    settles_on = None  # ticks re-read it; a batch's fills only matter to a firing or pending watch (`_settle`)
 
     def __init__(self, rule: StalenessRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
@@ -335,7 +337,6 @@ class ProposalWatch(Watch):
     """Nothing to do on the stream: Grafana evaluates proposal rules from `suggestions` points."""
 
     settles_on = None
-    on_marks = False
 
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
         return None
@@ -368,21 +369,23 @@ class _Watched:
 
     series: Series
     watches: list[Watch]
-    on_fill: list[Watch] = field(default_factory=list)  # re-read at the end of a batch with a fill of the series
-    on_trip: list[Watch] = field(default_factory=list)  # … with a round trip of the series
+    on_tick: list[Watch] = field(default_factory=list)  # re-read on a tick when the series changed
+    on_trip: list[Watch] = field(default_factory=list)  # … at the end of a batch with a round trip of the series
     daily: list[Watch] = field(default_factory=list)  # … on the first batch of a new UTC day with its fills
+    timed: list[Watch] = field(default_factory=list)  # staleness: re-read on every tick
     day: int = -1  # the UTC day of the series' latest fill when `daily` was last read
     capital: tuple[int, float] = (-1, 0.0)  # (accounts seen, capital base)
 
     def split(self) -> None:
-        self.on_fill, self.on_trip, self.daily = [], [], []
+        self.on_tick, self.on_trip, self.daily = [], [], []
+        self.timed = [watch for watch in self.watches if isinstance(watch, StalenessWatch)]
         for watch in self.watches:
-            if isinstance(watch, DailyWatch):
+            if watch.settles_on == "day":
                 self.daily.append(watch)
             elif watch.settles_on == "trip" or (isinstance(watch, ThresholdWatch) and watch.trip_driven):
                 self.on_trip.append(watch)
-            elif watch.settles_on == "fill":
-                self.on_fill.append(watch)
+            elif watch.settles_on == "tick":
+                self.on_tick.append(watch)
         self.day = -1
 
 
@@ -395,6 +398,7 @@ class _Book:
     folds: list[ThresholdWatch]  # fed each round trip (windows), read at the end of the batch
     trips: list[Watch]  # fed each round trip, stepped at once
     stale: list[StalenessWatch]  # the chain's staleness watches (they keep the last fill time)
+    next_day_ns: int = 0  # a fill from here on is the book's first of a later UTC day
 
 
 class AlertEngine:
@@ -476,7 +480,8 @@ class AlertEngine:
         out: list[AlertEvent] = []
         trips = result.trips
         books = self._books
-        filled: dict[_Book, int] = {}  # book → its latest fill time in the batch
+        stale: dict[_Book, int] = {}  # book with staleness watches → its latest fill time in the batch
+        new_day: list[tuple[_Book, int]] = []  # (book, UTC day) of a book's first fill on a later day
         tripped: set[_Book] = set()
         now = clock_ns
         for index, event in enumerate(events):
@@ -486,8 +491,12 @@ class AlertEngine:
             if type(event) is not Fill:
                 continue
             book = books.get((event.account, event.strategy)) or self._book(event.account, event.strategy)
-            if filled.get(book, -1) < ts:
-                filled[book] = ts
+            if ts >= book.next_day_ns:
+                day = ts // DAY_NS
+                book.next_day_ns = (day + 1) * DAY_NS
+                new_day.append((book, day))
+            if book.stale and stale.get(book, -1) < ts:
+                stale[book] = ts
             if book.slippage and event.arrival_price is not None:
                 direction = 1.0 if event.side == "buy" else -1.0  # Fill.slippage_bps, inlined: once per fill
                 slippage = direction * (event.price - event.arrival_price) / event.arrival_price * 10_000.0
@@ -508,48 +517,54 @@ class AlertEngine:
                     active = observer.firing or observer.pending_since is not None
                     if active or compare(value, observer.op, observer.threshold):
                         self._step(observer, value, now, out)
-        if filled:
-            self._settle(filled, tripped, now, out)
+        if stale or new_day or tripped:
+            self._settle(stale, new_day, tripped, now, out)
         return out
 
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
         """One fill the engine has booked (at event time `now`, the engine clock by default)."""
         clock = self.engine.clock_ns if now is None else now
         trips = {} if result.round_trip is None else {0: result.round_trip}
-        return self.on_batch([fill], BatchResult([result.realized_pnl], trips), clock)
+        out = self.on_batch([fill], BatchResult([result.realized_pnl], trips), clock)
+        now = max(clock, fill.ts)
+        for watched in self._books[(fill.account, fill.strategy)].chain:
+            if watched.on_tick:
+                self._evaluate(watched, watched.on_tick, now, out)
+        return out
 
     def _step(self, watch: Watch, value: float | None, now: int, out: list[AlertEvent]) -> None:
         if (transition := watch.step(value, now)) is not None:
             out.append(self._event(watch, transition, now))
 
-    def _settle(self, filled: dict[_Book, int], tripped: set[_Book], now: int, out: list[AlertEvent]) -> None:
-        """Re-read the statistics of the series the batch changed, each series once."""
-        new_day: list[_Watched] = []
-        for book, last_ts in filled.items():
-            for stale in book.stale:
-                if stale.last_fill_ns is None or stale.last_fill_ns < last_ts:
-                    stale.last_fill_ns = last_ts
-                    if stale.firing or stale.pending_since is not None:
-                        self._step(stale, stale.minutes(now), now, out)
-            day = last_ts // DAY_NS
-            for watched in book.chain:  # only a fill on a later day can close one of the engine's days
+    def _settle(
+        self,
+        stale: dict[_Book, int],
+        new_day: list[tuple[_Book, int]],
+        tripped: set[_Book],
+        now: int,
+        out: list[AlertEvent],
+    ) -> None:
+        """Re-read what the batch changed, each series once: last fill times, closed days, round trips."""
+        for book, last_ts in stale.items():
+            for watch in book.stale:
+                if watch.last_fill_ns is None or watch.last_fill_ns < last_ts:
+                    watch.last_fill_ns = last_ts
+                    if watch.firing or watch.pending_since is not None:  # idle: a fill cannot make it stale
+                        self._step(watch, watch.minutes(now), now, out)
+        for book, day in new_day:  # only a fill on a later day can close one of the engine's days
+            for watched in book.chain:
                 if watched.daily and watched.day < day:
                     watched.day = day
-                    new_day.append(watched)
-        for watched in {watched for book in filled for watched in book.chain if watched.on_fill}:
-            self._evaluate(watched, watched.on_fill, now, out)
-        for watched in new_day:
-            self._evaluate(watched, watched.daily, now, out)
-        if tripped:
-            for watched in {watched for book in tripped for watched in book.chain if watched.on_trip}:
-                self._evaluate(watched, watched.on_trip, now, out)
+                    self._evaluate(watched, watched.daily, now, out)
+        for watched in {watched for book in tripped for watched in book.chain if watched.on_trip}:
+            self._evaluate(watched, watched.on_trip, now, out)
 
     def on_tick(self, changed: set[Series], now_ns: int) -> list[AlertEvent]:
         """Series changed by marks, running timers, and staleness (which changes with time alone)."""
         events: list[AlertEvent] = []
         for series, watched in self._watched.items():
-            recheck = series in changed
-            due = [w for w in watched.watches if (recheck and w.on_marks) or w.waiting or isinstance(w, StalenessWatch)]
+            recheck = watched.on_tick if series in changed else []
+            due = recheck + [w for w in watched.watches if (w.waiting or w in watched.timed) and w not in recheck]
             if due:
                 self._evaluate(watched, due, now_ns, events)
         return events

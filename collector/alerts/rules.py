@@ -155,7 +155,7 @@ class ThresholdRule(_Rule):
 
 
 class DrawdownRule(_Rule):
-    """Drawdown as a fraction of the series' capital base."""
+    """Drawdown as a fraction of the series' peak NAV (capital base + peak equity), as the perf field."""
 
     kind: Literal["drawdown_pct"]
     threshold: float = Field(gt=0, lt=10)

@@ -89,7 +89,9 @@ class ViewFeed:
 
 def alert_summary(alerts: AlertEngine) -> AlertSummary:
     """Built in the engine thread, like the rest of the snapshot."""
-    firing = sorted(((rule, severity, n) for (rule, severity), n in alerts.firing().items()), key=lambda r: -r[2])
+    firing = sorted(
+        ((rule, severity, n) for (rule, severity), n in alerts.firing().items()), key=lambda r: (-r[2], r[0])
+    )
     latest = [
         (
             e.ts_ns,

@@ -106,7 +106,7 @@ def test_for_delays_firing_in_event_time_and_keep_firing_for_stops_flapping() ->
     assert desk.states() == [("streak", "firing", "s1"), ("streak", "resolved", "s1")]
 
 
-def test_filters_levels_and_capital_based_drawdown() -> None:
+def test_filters_levels_and_drawdown_of_peak_nav() -> None:
     rule = {
         "name": "dd",
         "level": "strategy",
@@ -117,12 +117,12 @@ def test_filters_levels_and_capital_based_drawdown() -> None:
     desk = Desk(rule, capital=1000.0)
     desk.trip(-30, strategy="meanrev_1")  # 3% of its capital, but not a trend strategy
     assert desk.events == []
-    desk.trip(+10, strategy="trend_es")  # peak 10
-    desk.trip(-15, strategy="trend_es")  # drawdown 15 = 1.5%
+    desk.trip(+10, strategy="trend_es")  # peak equity 10: peak NAV 1,010
+    desk.trip(-15, strategy="trend_es")  # drawdown 15 = 1.49% of it
     assert desk.events == []
-    fired = desk.trip(-10, strategy="trend_es")  # drawdown 25 = 2.5%
-    assert [(e.level, e.account, e.strategy, round(e.value or 0, 6)) for e in fired] == [
-        ("strategy", "_all", "trend_es", 0.025)
+    fired = desk.trip(-10, strategy="trend_es")  # drawdown 25 = 2.48%
+    assert [(e.level, e.account, e.strategy, e.value) for e in fired] == [
+        ("strategy", "_all", "trend_es", pytest.approx(25 / 1010))
     ]
 
 
