@@ -85,12 +85,24 @@ def seen_ids(n: int, directory: Path) -> SeenIds:
     return seen
 
 
+def _stamp_keys(n: int) -> list[tuple[str, int, str]]:
+    base = 1_700_000_000_000_000_000
+    return [(f"ACC{i % 10:02d}|strat_{i % 31:02d}|SYM{i % 50:03d}|buy", base + i * 1000, f"F7-{i}") for i in range(n)]
+
+
+def ordered_dict_stamps(n: int) -> OrderedDict[tuple[str, int], str]:
+    """The baseline: what UniqueTimestamps kept, (series, ts) → fill id, each series string shared."""
+    taken: OrderedDict[tuple[str, int], str] = OrderedDict()
+    series: dict[str, str] = {}
+    for name, ts, fill_id in _stamp_keys(n):
+        taken[(series.setdefault(name, name), ts)] = fill_id
+    return taken
+
+
 def stamps(n: int) -> UniqueTimestamps:
     memory = UniqueTimestamps(n)
-    for i in range(n):
-        memory.assign(
-            f"ACC{i % 10:02d}|strat_{i % 31:02d}|SYM{i % 50:03d}|buy", 1_700_000_000_000_000_000 + i * 1000, f"F7-{i}"
-        )
+    for series, ts, fill_id in _stamp_keys(n):
+        memory.assign(series, ts, fill_id)
     return memory
 
 
@@ -176,11 +188,16 @@ def main() -> int:
             if isinstance(kept, SeenIds):
                 kept.close()
             del kept
-        size, seconds, _ = traced(lambda: stamps(args.stamps))
-        report["timestamp_memory"] = {
-            "bytes_per_key": round(size / args.stamps, 1),
-            "us_per_key": round(seconds / args.stamps * 1e6, 2),
-        }
+        for name, build in [
+            ("timestamp_baseline", lambda: ordered_dict_stamps(args.stamps)),
+            ("timestamp_memory", lambda: stamps(args.stamps)),
+        ]:
+            size, seconds, kept = traced(build)
+            report[name] = {
+                "bytes_per_key": round(size / args.stamps, 1),
+                "us_per_key": round(seconds / args.stamps * 1e6, 2),
+            }
+            del kept
         if args.run_fills:
             (workdir / "run").mkdir()
             samples = stream_run(workdir / "run", args.run_fills, args.sample)

@@ -60,6 +60,11 @@ class HashRing:
         return self.count
 
     @property
+    def mask(self) -> int:
+        """Slots - 1: a key's home slot is `key & mask`."""
+        return self._mask
+
+    @property
     def nbytes(self) -> int:
         return self._table.nbytes + self._hash.nbytes + self._value.nbytes
 

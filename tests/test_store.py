@@ -39,7 +39,7 @@ def test_unique_timestamps_memory_is_bounded() -> None:
     stamps = UniqueTimestamps(capacity=100)
     for i in range(1000):
         stamps.assign("s", i * 1000, str(i))
-    assert len(stamps._taken) == 100
+    assert len(stamps) == 100
 
 
 def test_points_through_writer_and_reader(settings: Settings, reader: Reader) -> None:

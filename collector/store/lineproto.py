@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
-from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
 
+from collector.idwindow import HashRing
 from collector.model import Fill
 
 FieldValue = float | int | str | bool
@@ -70,6 +71,11 @@ def fill_line(fill: Fill, ts_ns: int, realized_pnl: float | None = None) -> str:
     return f"{line} {ts_ns}"
 
 
+def _hash64(text: str) -> int:
+    """A 64-bit hash that every process computes alike (checkpoints keep it)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
+
+
 class UniqueTimestamps:
     """Deterministic per-series timestamps so two fills never overwrite each other in InfluxDB.
 
@@ -78,28 +84,47 @@ class UniqueTimestamps:
     gets an offset of crc32(fill_id) mod 1000 ns (so separate processes agree); a remaining
     clash with another fill id (in this process, or in `stored`: see fillkeys.py) moves the later
     fill on by 1 ns. The same input in the same order therefore always maps to the same keys, so
-    re-writes are idempotent. Memory is bounded by `capacity` remembered keys.
+    re-writes are idempotent. Memory is bounded by `capacity` remembered keys, each a 64-bit hash
+    of (series, ts) and of its fill id in a HashRing (~24–32 bytes; a wrong answer needs two
+    different keys or fill ids with equal 64-bit BLAKE2b hashes).
     """
 
     def __init__(self, capacity: int = 2_000_000) -> None:
         self.capacity = capacity
-        self._taken: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._ring = HashRing(capacity)
+
+    def __len__(self) -> int:
+        return len(self._ring)
 
     def assign(self, series: str, ts_ns: int, fill_id: str, stored: Mapping[tuple[str, int], str] | None = None) -> int:
         """The key of this fill; `stored` = slots taken in InfluxDB (by other processes too)."""
         ts = ts_ns
         if ts % 1000 == 0:
             ts += zlib.crc32(fill_id.encode()) % 1000
-        taken = self._taken
+        ring, owner = self._ring, _hash64(fill_id)
         while True:
-            owner = taken.get((series, ts))
-            if owner is None and stored:
-                owner = stored.get((series, ts))
-            if owner is None or owner == fill_id:
-                break
+            key = _hash64(f"{series}|{ts}")
+            found = ring.probe(key, key & ring.mask)
+            if found < 0:  # remembered here
+                if ring.value(-found - 1) == owner:
+                    return ts
+            else:
+                other = stored.get((series, ts)) if stored else None
+                if other is None or other == fill_id:
+                    ring.insert(key, found, owner)
+                    return ts
             ts += 1
-        if (series, ts) not in taken:
-            taken[(series, ts)] = fill_id
-            if len(taken) > self.capacity:
-                taken.popitem(last=False)
-        return ts
+
+    def export(self) -> dict[str, list[int]]:
+        """The remembered keys and owners, oldest first (checkpoint data)."""
+        keys, owners = self._ring.ordered()
+        return {"keys": keys.tolist(), "owners": owners.tolist()}
+
+    @classmethod
+    def restore(cls, data: Mapping[str, list[int]], capacity: int) -> UniqueTimestamps:
+        keys, owners = np.asarray(data["keys"], dtype=np.int64), np.asarray(data["owners"], dtype=np.int64)
+        if keys.shape != owners.shape or keys.ndim != 1:
+            raise ValueError("timestamp memory: keys and owners differ in length")
+        stamps = cls(capacity)
+        stamps._ring.fill(keys, owners)
+        return stamps
