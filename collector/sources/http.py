@@ -126,6 +126,7 @@ class HttpSource(Source):
             host=self.config.host,
             port=self.config.port,
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through stratmon's handler: UTC times, --log-format json
             access_log=False,
             lifespan="off",
             limit_concurrency=self.config.max_connections,
