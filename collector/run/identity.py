@@ -10,7 +10,9 @@ continued checkpoint by design). A state directory from before identities existe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from collector.config import Settings
 from collector.errors import UserError
 
 FILE = "identity.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,15 @@ def claim(directory: Path, mine: Identity) -> None:
     """Record `mine` as the owner of `directory`, or raise UserError when another deployment owns it."""
     theirs = read(directory)
     if theirs is None:
-        directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(mine)) + "\n", encoding="utf-8")
-        tmp.replace(directory / FILE)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(asdict(mine)) + "\n", encoding="utf-8")
+            tmp.replace(directory / FILE)
+        except OSError as exc:  # e.g. a full state disk: the run goes on, and the next start records it
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.warning("cannot record the state dir's owner in %s: %s", directory / FILE, exc.strerror)
         return
     if theirs != mine:
         raise UserError(

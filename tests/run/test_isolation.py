@@ -17,6 +17,7 @@ import yaml
 from collector import demo
 from collector.config import Settings, load_settings
 from collector.errors import UserError
+from collector.run import identity
 from collector.run.collector import Collector
 from collector.store.influxd import LocalInfluxd
 from collector.store.reader import Reader
@@ -156,3 +157,13 @@ def test_the_demo_is_a_deployment_of_its_own(tmp_path: Path, monkeypatch: pytest
     assert demo._caught_up(root, 60 * 7200.0)  # 1 h behind, a run of 5 simulated days would reach now
     (root / demo.CLOCK_FILE).write_text(json.dumps({"clock_ns": time.time_ns() - 30 * 86_400 * 10**9}))
     assert not demo._caught_up(root, 60 * 7200.0)
+
+
+def test_an_unwritable_identity_does_not_stop_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "collector"
+    (directory / "identity.json.tmp").mkdir(parents=True)  # the write fails, as on a full state disk
+    identity.claim(directory, identity.Identity("stratmon", None))
+    assert not (directory / "identity.json").exists() and "cannot record" in caplog.text
+    shutil.rmtree(directory / "identity.json.tmp")
+    identity.claim(directory, identity.Identity("stratmon", None))  # the next start records it
+    assert identity.read(directory) == identity.Identity("stratmon", None)
