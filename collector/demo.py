@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]demo[/]: its own state dir {root} and database {DEMO_DATABASE!r}, apart from real runs "
         f"(config {config}); capital {DEMO_CAPITAL:,.0f} per simulated account"
     )
+    legacy = DEMO_DIR.parent / "collector"
+    if (legacy / "checkpoint.json").exists() and identity.read(legacy) is None:
+        console.print(
+            f"[bold yellow]note[/]: {legacy.absolute()} holds a checkpoint from before the demo had its own state dir "
+            "(perhaps an earlier demo's desk); a real run with state_dir .stratmon would continue it: delete that "
+            "directory unless it is your real deployment's"
+        )
     if restart:
         console.print(
             "[bold]demo[/]: the simulated clock had reached the present (it never runs ahead of real time), "
