@@ -44,15 +44,13 @@ from collector.store.lineproto import UniqueTimestamps  # noqa: E402
 BATCH = 2000
 
 
-def traced(build: Callable[[], object]) -> tuple[int, float, object]:
-    """Bytes still allocated after `build()` (the structure it returns is kept alive), and its seconds."""
+def traced(build: Callable[[], object]) -> tuple[int, object]:
+    """Bytes still allocated after `build()` (the structure it returns is kept alive)."""
     tracemalloc.start()
-    started = time.perf_counter()
     kept = build()
-    seconds = time.perf_counter() - started
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return current, seconds, kept
+    return current, kept
 
 
 def _keys(n: int) -> list[tuple[str, str]]:
@@ -113,7 +111,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def stream_run(workdir: Path, fills: int, sample_s: float) -> list[tuple[float, int, float]]:
+def stream_run(
+    workdir: Path, fills: int, sample_s: float, say: Callable[[str], None]
+) -> list[tuple[float, int, float]]:
     """(seconds, fills processed, RSS MB) samples of `stratmon run` over a file of `fills` fills."""
     path = workdir / "fills.jsonl"
     with open(path, "wb") as handle:
@@ -150,6 +150,7 @@ def stream_run(workdir: Path, fills: int, sample_s: float) -> list[tuple[float, 
             series = answer["results"][0].get("series") if answer.get("results") else None
             done = int(series[0]["values"][0][1]) if series else 0
             samples.append((time.monotonic() - started, done, rss_mb(process.pid)))
+            say(f"  {samples[-1][0]:>7.1f} s {done:>11,} fills {samples[-1][2]:>8.1f} MB")
             if done >= fills:
                 break
             time.sleep(sample_s)
@@ -160,6 +161,14 @@ def stream_run(workdir: Path, fills: int, sample_s: float) -> list[tuple[float, 
     if not samples or samples[-1][1] < fills:
         raise SystemExit(f"stratmon run ended before processing {fills} fills (exit {process.returncode})")
     return samples
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _quiet(text: str) -> None:
+    pass
 
 
 def main() -> int:
@@ -174,37 +183,45 @@ def main() -> int:
     args = parser.parse_args()
     n = args.ids
     report: dict[str, Any] = {"ids": n, "stamps": args.stamps}
+    say: Callable[[str], None] = _quiet if args.json else _say
     with tempfile.TemporaryDirectory(prefix="stratmon-memory-") as tmp:
         workdir = Path(tmp)
         (workdir / "seen").mkdir()
+        say(f"duplicate-id memory, {n:,} ids (tracemalloc):")
         structures: list[tuple[str, Callable[[], object]]] = [
             ("ordered_dict_baseline", lambda: ordered_dict_ids(n)),
             ("recent_ids", lambda: recent_ids(n)),
             ("seen_ids", lambda: seen_ids(n, workdir / "seen")),
         ]
         for name, build in structures:
-            size, seconds, kept = traced(build)
-            report[name] = {"bytes_per_id": round(size / n, 1), "us_per_id": round(seconds / n * 1e6, 2)}
+            size, kept = traced(build)
+            row = report[name] = {"bytes_per_id": round(size / n, 1)}
+            base = report["ordered_dict_baseline"]
+            say(
+                f"  {name:<22} {row['bytes_per_id']:>7.1f} B/id ({row['bytes_per_id'] / base['bytes_per_id']:.3f}× "
+                "the baseline)"
+            )
             if isinstance(kept, SeenIds):
                 kept.close()
             del kept
+        say(f"timestamp memory, {args.stamps:,} keys (tracemalloc):")
         for name, build in [
             ("timestamp_baseline", lambda: ordered_dict_stamps(args.stamps)),
             ("timestamp_memory", lambda: stamps(args.stamps)),
         ]:
-            size, seconds, kept = traced(build)
-            report[name] = {
-                "bytes_per_key": round(size / args.stamps, 1),
-                "us_per_key": round(seconds / args.stamps * 1e6, 2),
-            }
+            size, kept = traced(build)
+            row = report[name] = {"bytes_per_key": round(size / args.stamps, 1)}
+            ratio = row["bytes_per_key"] / report["timestamp_baseline"]["bytes_per_key"]
+            say(f"  {name:<22} {row['bytes_per_key']:>7.1f} B/key ({ratio:.3f}× the baseline)")
             del kept
         if args.run_fills:
             (workdir / "run").mkdir()
-            samples = stream_run(workdir / "run", args.run_fills, args.sample)
+            say(f"stratmon run, {args.run_fills:,} fills from a file — RSS over time:")
+            samples = stream_run(workdir / "run", args.run_fills, args.sample, say)
             half = [rss for _, done, rss in samples if done >= args.run_fills / 2]
             last = [rss for _, done, rss in samples if done >= args.run_fills * 3 / 4]
             mean = sum(half) / len(half)
-            report["run"] = {
+            run = report["run"] = {
                 "fills": args.run_fills,
                 "seconds": round(samples[-1][0], 1),
                 "peak_rss_mb": round(max(rss for *_, rss in samples), 1),
@@ -212,28 +229,12 @@ def main() -> int:
                 "flat": all(abs(rss - mean) <= 0.1 * mean for rss in last),
                 "samples": [(round(t, 1), done, round(rss, 1)) for t, done, rss in samples],
             }
+            say(
+                f"peak RSS {run['peak_rss_mb']:.0f} MB (target < 500 MB) over {run['seconds']:.0f} s; last quarter "
+                f"{'flat' if run['flat'] else 'NOT flat'} (within ±10% of the second half's mean {mean:.0f} MB)"
+            )
     if args.json:
         print(json.dumps(report))
-        return 0
-    base = report["ordered_dict_baseline"]
-    print(f"duplicate-id memory, {n:,} ids (tracemalloc):")
-    for name in ("ordered_dict_baseline", "recent_ids", "seen_ids"):
-        row = report[name]
-        print(
-            f"  {name:<22} {row['bytes_per_id']:>7.1f} B/id ({row['bytes_per_id'] / base['bytes_per_id']:.3f}× the "
-            f"baseline), {row['us_per_id']:.2f} µs/id ({row['us_per_id'] / base['us_per_id']:.2f}×)"
-        )
-    stamp = report["timestamp_memory"]
-    print(
-        f"timestamp memory, {args.stamps:,} keys: {stamp['bytes_per_key']:.1f} B/key, {stamp['us_per_key']:.2f} µs/key"
-    )
-    if "run" in report:
-        run = report["run"]
-        print(f"stratmon run, {run['fills']:,} fills from a file in {run['seconds']:.0f} s — RSS over time:")
-        for t, done, rss in run["samples"]:
-            print(f"  {t:>7.1f} s {done:>11,} fills {rss:>8.1f} MB")
-        verdict = "flat" if run["flat"] else "NOT flat"
-        print(f"peak RSS {run['peak_rss_mb']:.0f} MB (target < 500 MB); last quarter {verdict} (±10% of the 2nd half)")
     return 0
 
 
