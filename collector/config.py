@@ -15,7 +15,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -31,6 +30,7 @@ from collector.yamlfile import Loc, YamlDocument, describe_validation_error, loa
 ENV_PREFIX = "STRATMON_"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 CONFIG_ENV = "STRATMON_CONFIG"
+_CONFIG_PATH = "_config_path"  # kept beside the fields in a Settings' __dict__ (see Settings.config_path)
 
 
 class _Section(BaseModel):
@@ -252,11 +252,12 @@ class Settings(BaseSettings):
     jobs: JobsConfig = JobsConfig()
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # rules paths depend on the working directory
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
-    _config_path: Path | None = PrivateAttr(None)  # the file these settings came from (run/identity.py)
 
     @property
     def config_path(self) -> Path | None:
-        return self._config_path
+        """The file `load_settings` read (run/identity.py): not a setting, so equality and dumps ignore it."""
+        path = self.__dict__.get(_CONFIG_PATH)
+        return path if isinstance(path, Path) else None
 
     @field_validator("state_dir")
     @classmethod
@@ -313,5 +314,6 @@ def load_settings(path: str | Path | None = None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, doc, _env_names())) from None
-    settings._config_path = Path(path) if path else None
+    if path:
+        settings.__dict__[_CONFIG_PATH] = Path(path)
     return settings
