@@ -9,8 +9,10 @@ A rule is evaluated only when its inputs changed:
   closed one of the series' days;
 - rules on the current state of a series (perf metrics, drawdown) on every flush tick, for the
   series changed since the last one (by fills or marks) — the tick follows the batch within one
-  flush interval; also on ticks: running `for` / `keep_firing_for` timers and staleness (which
-  changes with time alone). Health rules on every health report.
+  flush interval — and fast-path ones also at the end of each batch for the series its fills
+  changed (their notifications do not wait for a flush); also on ticks: running `for` /
+  `keep_firing_for` timers and staleness (which changes with time alone). Health rules on every
+  health report.
 `on_fill` (one fill at a time: tests, the tear sheet's replay) settles everything at once.
 Each (rule, series) pair moves inactive → pending → firing → resolved; only the firing and resolved
 transitions are events (written to `alerts`, logged, notified), so a condition that stays true
@@ -370,6 +372,7 @@ class _Watched:
     series: Series
     watches: list[Watch]
     on_tick: list[Watch] = field(default_factory=list)  # re-read on a tick when the series changed
+    fast: list[Watch] = field(default_factory=list)  # … of them fast-path: also at the end of a batch with its fills
     on_trip: list[Watch] = field(default_factory=list)  # … at the end of a batch with a round trip of the series
     daily: list[Watch] = field(default_factory=list)  # … on the first batch of a new UTC day with its fills
     timed: list[Watch] = field(default_factory=list)  # staleness: re-read on every tick
@@ -377,7 +380,7 @@ class _Watched:
     capital: tuple[int, float] = (-1, 0.0)  # (accounts seen, capital base)
 
     def split(self) -> None:
-        self.on_tick, self.on_trip, self.daily = [], [], []
+        self.on_tick, self.fast, self.on_trip, self.daily = [], [], [], []
         self.timed = [watch for watch in self.watches if isinstance(watch, StalenessWatch)]
         for watch in self.watches:
             if watch.settles_on == "day":
@@ -386,6 +389,8 @@ class _Watched:
                 self.on_trip.append(watch)
             elif watch.settles_on == "tick":
                 self.on_tick.append(watch)
+                if watch.rule.fast_path:  # notified from here within the batch, not a flush later
+                    self.fast.append(watch)
         self.day = -1
 
 
@@ -398,6 +403,7 @@ class _Book:
     folds: list[ThresholdWatch]  # fed each round trip (windows), read at the end of the batch
     trips: list[Watch]  # fed each round trip, stepped at once
     stale: list[StalenessWatch]  # the chain's staleness watches (they keep the last fill time)
+    fast: bool = False  # a chain series has fast-path current-state watches
     next_day_ns: int = 0  # a fill from here on is the book's first of a later UTC day
 
 
@@ -471,6 +477,7 @@ class AlertEngine:
             [w for w in watches if isinstance(w, ThresholdWatch) and w.window is not None],
             [w for w in watches if w.steps_on_trip],
             [w for w in watches if isinstance(w, StalenessWatch)],
+            any(watched.fast for watched in chain),
         )
         self._books[(account, strategy)] = book
         return book
@@ -481,6 +488,7 @@ class AlertEngine:
         trips = result.trips
         books = self._books
         stale: dict[_Book, int] = {}  # book with staleness watches → its latest fill time in the batch
+        fast: set[_Book] = set()  # books whose series have fast-path current-state watches
         new_day: list[tuple[_Book, int]] = []  # (book, UTC day) of a book's first fill on a later day
         tripped: set[_Book] = set()
         now = clock_ns
@@ -495,6 +503,8 @@ class AlertEngine:
                 day = ts // DAY_NS
                 book.next_day_ns = (day + 1) * DAY_NS
                 new_day.append((book, day))
+            if book.fast:
+                fast.add(book)
             if book.stale and stale.get(book, -1) < ts:
                 stale[book] = ts
             if book.slippage and event.arrival_price is not None:
@@ -517,8 +527,8 @@ class AlertEngine:
                     active = observer.firing or observer.pending_since is not None
                     if active or compare(value, observer.op, observer.threshold):
                         self._step(observer, value, now, out)
-        if stale or new_day or tripped:
-            self._settle(stale, new_day, tripped, now, out)
+        if stale or new_day or tripped or fast:
+            self._settle(stale, new_day, tripped, fast, now, out)
         return out
 
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
@@ -541,6 +551,7 @@ class AlertEngine:
         stale: dict[_Book, int],
         new_day: list[tuple[_Book, int]],
         tripped: set[_Book],
+        fast: set[_Book],
         now: int,
         out: list[AlertEvent],
     ) -> None:
@@ -558,6 +569,8 @@ class AlertEngine:
                     self._evaluate(watched, watched.daily, now, out)
         for watched in {watched for book in tripped for watched in book.chain if watched.on_trip}:
             self._evaluate(watched, watched.on_trip, now, out)
+        for watched in {watched for book in fast for watched in book.chain if watched.fast}:
+            self._evaluate(watched, watched.fast, now, out)
 
     def on_tick(self, changed: set[Series], now_ns: int) -> list[AlertEvent]:
         """Series changed by marks, running timers, and staleness (which changes with time alone)."""
