@@ -4,8 +4,9 @@
 clock starts, in batches of the same size over one connection, one request at a time — the
 writer's concurrency (one sender thread, one connection). (b) runs the CLI as a user does
 (process start included) on the JSONL file. Each run writes into a fresh database of one private
-influxd; the pairs alternate (a b, b a, ...) so drift from other load on the machine falls on
-both, and the ratio printed is the median of the pairs. CPU seconds of influxd and of the ingest
+influxd, dropped after it (influxd's cost per point grows with the series it holds); the pairs
+alternate (a b, b a, ...) so drift from other load on the machine falls on both, and the ratio
+printed is the median of the pairs. CPU seconds of influxd and of the ingest
 process are printed too: on a shared machine they are steadier than wall time.
 
     .venv/bin/python benchmarks/ingest.py [--fills 500000] [--batch-size 5000] [--repeat 3] [--json]
@@ -33,7 +34,7 @@ from collector.store.fillkeys import FillKeys
 from collector.store.influxd import LocalInfluxd
 from collector.store.lineproto import UniqueTimestamps, fill_line
 from collector.store.reader import Reader
-from collector.store.transport import Endpoint, V1Transport, create_database
+from collector.store.transport import Endpoint, V1Transport, create_database, run_statement
 
 
 def serialize(path: Path) -> list[bytes]:
@@ -138,6 +139,10 @@ def main() -> int:
                         summaries.append(summary)
                     pair[f"{phase}_influxd_cpu_s"] = influxd_cpu(state.pid) - server_cpu
                     stored.append(count(state.url, database))
+                    # influxd's cost per point grows with the series it holds: each run starts from the same state
+                    run_statement(
+                        Endpoint(url=state.url, database=database, timeout=120), f'DROP DATABASE "{database}"'
+                    )
                 pairs.append(pair)
         finally:
             server.stop()

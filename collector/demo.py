@@ -176,8 +176,8 @@ def _write_config(root: Path, speed: float, backfill_s: float) -> Path:
     config: dict[str, Any] = {
         "state_dir": str(root),
         "influx": {"database": DEMO_DATABASE},
-        # the simulated books enter ~250k per trade in up to 31 strategies: 5M an account keeps gross leverage
-        # near 2 and a day's PnL a fraction of a percent (at 1M a day would be ~1% of capital, Sharpe alike)
+        # the simulated books enter ~250k per trade in up to 31 strategies: at 5M an account the desk's gross
+        # exposure is ~0.7x capital and a day's PnL ~0.2% on average (at 1M: ~3.6x and ~1%)
         "capital": {"default": DEMO_CAPITAL},
         "spool": {"dir": str(root / "spool")},
         "ingest": {"dead_letter": str(root / "dead-letter.jsonl")},
