@@ -98,7 +98,7 @@ def alert_summary(alerts: AlertEngine) -> AlertSummary:
             str(e.rule.severity),
             e.rule.name,
             "collector" if e.level == "collector" else f"{e.level} {e.account}/{e.strategy}",
-            f"{e.rule.statistic_name()} = {'n/a' if e.value is None else f'{e.value:.4g}'}",
+            "n/a" if e.value is None else f"{e.value:.4g}",  # the rule's name says which statistic
         )
         for e in reversed(alerts.recent)
     ]
