@@ -201,7 +201,7 @@ class Series:
             "drawdown": drawdown,
             "max_drawdown": self.max_dd,
             "drawdown_pct": metrics.drawdown_pct(drawdown, capital_base, self.peak),
-            "max_drawdown_pct": getattr(self, "max_dd_pct", None),  # engine state (issue 13) once it lands
+            "max_drawdown_pct": self.max_dd_pct,
             "return_cum": metrics.return_cum(equity, capital_base),
             "trades": self.trades,
             "wins": self.wins,

@@ -44,6 +44,7 @@ def test_nav_and_drawdown_in_percent_of_peak_nav() -> None:
     assert row["nav"] == pytest.approx(1e6 - 400.0)
     assert row["drawdown"] == pytest.approx(1200.0)
     assert row["drawdown_pct"] == pytest.approx(1200.0 / (1e6 + 800.0), rel=1e-12)  # of the peak NAV, not capital
+    assert row["max_drawdown_pct"] == pytest.approx(1200.0 / (1e6 + 800.0), rel=1e-12)
     assert row["return_cum"] == pytest.approx(-400.0 / 1e6)
 
 
