@@ -3,10 +3,10 @@
 (a) sends the exact lines `stratmon ingest` writes (realized PnL included), serialized before the
 clock starts, in batches of the same size over one connection, one request at a time — the
 writer's concurrency (one sender thread, one connection). (b) runs the CLI as a user does
-(process start included) on the JSONL file. Each run writes into a fresh database of one private
-influxd, dropped after it (influxd's cost per point grows with the series it holds); the pairs
-alternate (a b, b a, ...) so drift from other load on the machine falls on both, and the ratio
-printed is the median of the pairs. CPU seconds of influxd and of the ingest
+(process start included) on the JSONL file. Each run writes to a freshly started private influxd
+(its cost per point grows with the series it already holds); the pairs alternate (a b, b a, ...)
+so drift from other load on the machine falls on both, and the ratio printed is the median of
+the pairs. CPU seconds of influxd and of the ingest
 process are printed too: on a shared machine they are steadier than wall time.
 
     .venv/bin/python benchmarks/ingest.py [--fills 500000] [--batch-size 5000] [--repeat 3] [--json]
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,9 @@ from collector.store.fillkeys import FillKeys
 from collector.store.influxd import LocalInfluxd
 from collector.store.lineproto import UniqueTimestamps, fill_line
 from collector.store.reader import Reader
-from collector.store.transport import Endpoint, V1Transport, create_database, run_statement
+from collector.store.transport import Endpoint, V1Transport, create_database
+
+DATABASE = "stratmon"  # ingest's default database; each run has an influxd of its own
 
 
 def serialize(path: Path) -> list[bytes]:
@@ -54,13 +55,8 @@ def influxd_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def bulk_write(url: str, database: str, lines: list[bytes], batch_size: int) -> float:
-    endpoint = Endpoint(url=url, database=database, gzip=False)
+def bulk_write(url: str, lines: list[bytes], batch_size: int) -> float:
+    endpoint = Endpoint(url=url, database=DATABASE, gzip=False)
     create_database(endpoint)
     transport = V1Transport(endpoint)
     start = time.perf_counter()
@@ -71,24 +67,33 @@ def bulk_write(url: str, database: str, lines: list[bytes], batch_size: int) -> 
     return elapsed
 
 
-def cli_ingest(url: str, database: str, path: Path, batch_size: int, workdir: Path) -> tuple[float, dict[str, int]]:
+def cli_ingest(url: str, path: Path, batch_size: int, workdir: Path) -> tuple[float, float, dict[str, int]]:
+    """Wall seconds, CPU seconds (the CLI process's own, from wait4) and the --json summary of one run."""
     env = os.environ | {
         "STRATMON_INFLUX_URL": url,
-        "STRATMON_INFLUX_DATABASE": database,
+        "STRATMON_INFLUX_DATABASE": DATABASE,
         "STRATMON_INFLUX_BATCH_SIZE": str(batch_size),
         "STRATMON_STATE_DIR": str(workdir / "state"),
-        "STRATMON_SPOOL_DIR": str(workdir / f"spool-{database}"),
+        "STRATMON_SPOOL_DIR": str(workdir / "spool"),
         "STRATMON_INGEST_DEAD_LETTER": str(workdir / "dead.jsonl"),
     }
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "collector", "ingest", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    return time.perf_counter() - start, json.loads(done.stdout)
+    with open(workdir / "ingest.err", "w+b") as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "collector", "ingest", str(path), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+        )
+        assert child.stdout is not None
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"stratmon ingest exited {child.returncode}: {errors.read().decode()[-2000:]}")
+    return elapsed, usage.ru_utime + usage.ru_stime, json.loads(out)
 
 
 def startup_seconds() -> float:
@@ -98,8 +103,8 @@ def startup_seconds() -> float:
     return time.perf_counter() - start
 
 
-def count(url: str, database: str) -> int:
-    reader = Reader(Endpoint(url=url, database=database, timeout=120))
+def count(url: str) -> int:
+    reader = Reader(Endpoint(url=url, database=DATABASE, timeout=120))
     try:
         return int(reader.query("SELECT count(qty) FROM fills")["count"].iloc[0])
     finally:
@@ -123,29 +128,26 @@ def main() -> int:
         write_jsonl(str(path), synthetic_fills(args.fills, seed=11, start_ns=time.time_ns() - 30 * 86_400 * NS))
         lines = serialize(path)
         startup = startup_seconds()
-        server = LocalInfluxd(workdir / "influxd")
-        state = server.start()
-        try:
-            for run in range(args.repeat):
-                pair: dict[str, float] = {}
-                for phase in ("bulk", "ingest") if run % 2 == 0 else ("ingest", "bulk"):
-                    database = f"bench_{phase}_{run}"
-                    server_cpu, own_cpu = influxd_cpu(state.pid), children_cpu()
+        for run in range(args.repeat):
+            pair: dict[str, float] = {}
+            for phase in ("bulk", "ingest") if run % 2 == 0 else ("ingest", "bulk"):
+                # a fresh influxd for each run: its cost per point grows with the series it already holds
+                server = LocalInfluxd(workdir / f"influxd-{phase}-{run}")
+                state = server.start()
+                try:
+                    server_cpu = influxd_cpu(state.pid)
                     if phase == "bulk":
-                        pair["bulk_s"] = bulk_write(state.url, database, lines, args.batch_size)
+                        pair["bulk_s"] = bulk_write(state.url, lines, args.batch_size)
                     else:
-                        pair["ingest_s"], summary = cli_ingest(state.url, database, path, args.batch_size, workdir)
-                        pair["ingest_cpu_s"] = children_cpu() - own_cpu
+                        pair["ingest_s"], pair["ingest_cpu_s"], summary = cli_ingest(
+                            state.url, path, args.batch_size, workdir
+                        )
                         summaries.append(summary)
                     pair[f"{phase}_influxd_cpu_s"] = influxd_cpu(state.pid) - server_cpu
-                    stored.append(count(state.url, database))
-                    # influxd's cost per point grows with the series it holds: each run starts from the same state
-                    run_statement(
-                        Endpoint(url=state.url, database=database, timeout=120), f'DROP DATABASE "{database}"'
-                    )
-                pairs.append(pair)
-        finally:
-            server.stop()
+                    stored.append(count(state.url))
+                finally:
+                    server.stop()
+            pairs.append(pair)
 
     ratios = [p["bulk_s"] / p["ingest_s"] for p in pairs]
     us = 1e6 / args.fills
