@@ -116,6 +116,7 @@ class Engine:
         self.revalue = revalue
         self.series: dict[tuple[str, str, str], Series] = {}
         self.by_index: list[Series] = []
+        self.keys: list[tuple[str, str, str]] = []  # series row → key (append-only: a checkpoint copies it whole)
         self.books: dict[tuple[str, str], Book] = {}
         self.symbols: list[str] = []
         self.symbol_ids: dict[str, int] = {}
@@ -261,7 +262,7 @@ class Engine:
             return {}
         ids = np.empty(count, L.INT)
         kernel().holdings_of(self.si, self.hi, index, ids)
-        q, c, v = self.hf[ids].T.tolist()
+        q, c, v = self.hf[ids][:, [L.H_Q, L.H_C, L.H_V]].T.tolist()
         return {
             self.symbols[y]: Holding(*state)
             for y, *state in zip(
@@ -303,6 +304,7 @@ class Engine:
             twin.accounts = set(series.accounts)
             clone.by_index.append(twin)
         clone.series = {s.key: s for s in clone.by_index}
+        clone.keys = list(self.keys)
         clone.portfolio = clone.series[self.portfolio.key]
         clone.books = {
             key: Book(tuple(clone.by_index[s.index] for s in book.chain), dict(book.positions))  # type: ignore[arg-type]
@@ -356,6 +358,7 @@ class Engine:
         if series is None:
             series = self.series[key] = Series(self, self._row("series"), level, account, strategy)
             self.by_index.append(series)
+            self.keys.append(key)
         return series
 
     def _book(self, account: str, strategy: str) -> Book:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from collector.engine import layout
 from collector.engine.layout import (
     E_FEE,
     E_HAS_SLIP,
@@ -119,6 +120,12 @@ from collector.engine.layout import (
     Y_STREAMED,
 )
 from collector.engine.positions import PNL_TOL, QTY_TOL
+
+# numba's cache is keyed on this file only, and compiles the column numbers in as constants: a layout
+# change must change this file too, or a stale compiled kernel would read the wrong columns.
+LAYOUT = "d269ecc11ae75b7b"
+if layout.digest() != LAYOUT:
+    raise ImportError(f"collector/engine/layout.py changed (digest {layout.digest()}): update kernel.LAYOUT")
 
 DAY_NS = 86_400 * 1_000_000_000
 ZERO_Q = 1e-12  # aggregate quantities this close to zero are flat (float sums of offsetting books)
@@ -498,7 +505,7 @@ def _fill(
                 sf[s, S_UNREALIZED] = 0.0  # no float residue once all flat
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # a checkpoint being written in another thread goes on meanwhile
 def run(
     g: np.ndarray,
     sf: np.ndarray,

@@ -14,20 +14,20 @@ FLOAT = np.float64
 INT = np.int64
 NONE = -1
 
-# ---- series: sf -------------------------------------------------------------------------------
-S_REALIZED, S_FEES, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT = 0, 1, 2, 3, 4, 5
-S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = 6, 7, 8, 9, 10, 11
-S_PREV_CLOSE, S_LAST, S_MEAN, S_M2, S_DOWN_SQ, S_CAPITAL = 12, 13, 14, 15, 16, 17
-SF_WIDTH = 18
+# ---- series: sf (what revaluing a holder reads and writes first: one cache line of an aligned row) --------
+S_REALIZED, S_FEES, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT, S_LAST, S_CAPITAL = range(8)
+S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = range(8, 14)
+S_PREV_CLOSE, S_MEAN, S_M2, S_DOWN_SQ = range(14, 18)
+SF_WIDTH = 24  # padded to whole cache lines
 # ---- series: si (S_DAY = -1: no event yet, the daily moments are None) --------------------------
-S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS, S_DAY, S_N = 0, 1, 2, 3, 4, 5, 6
-S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = 7, 8, 9, 10, 11  # TOUCH_LIST: row i = i-th touched id
-SI_WIDTH = 12
+S_DAY, S_N, S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS = range(7)
+S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = range(7, 12)  # TOUCH_LIST: row i = i-th touched id
+SI_WIDTH = 16
 
 # ---- holdings: hf, hi (a series' holdings form a list in insertion order: HEAD/TAIL, H_NEXT/H_PREV) --
 H_Q, H_C, H_V = 0, 1, 2
-HF_WIDTH = 3
-H_SERIES, H_SYMBOL, H_BOOKS, H_ALIVE, H_HELD, H_NEXT, H_PREV, H_YNEXT, H_YPREV = 0, 1, 2, 3, 4, 5, 6, 7, 8
+HF_WIDTH = 4  # padded: two rows per cache line
+H_SERIES, H_YNEXT, H_HELD, H_SYMBOL, H_BOOKS, H_ALIVE, H_NEXT, H_PREV, H_YPREV = range(9)
 HI_WIDTH = 9  # H_HELD: in the symbol's holder list (q ≠ 0), linked by H_YNEXT/H_YPREV
 
 # ---- positions: pf, pi (a cycle = the round trip being built; open iff P_DIRECTION ≠ 0) ---------
@@ -59,3 +59,11 @@ T_REALIZED, T_ENTRY_PRICE, T_EXIT_PRICE, T_QTY, T_GROSS, T_FEES, T_NET = range(7
 TF_WIDTH = 7
 T_HAS, T_DIRECTION, T_ENTRY_TS = 0, 1, 2
 TI_WIDTH = 3
+
+
+def digest() -> str:
+    """A fingerprint of every column number above (the kernel checks it: see kernel.LAYOUT)."""
+    import hashlib
+
+    items = sorted((name, value) for name, value in globals().items() if name.isupper() and isinstance(value, int))
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:16]

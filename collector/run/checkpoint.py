@@ -72,9 +72,10 @@ class Snapshot:
     data: dict[str, Any]  # JSON-able
 
 
-def snapshot(checkpoint: Checkpoint) -> Snapshot:
+def snapshot(checkpoint: Checkpoint, reuse: Snapshot | None = None) -> Snapshot:
+    """The checkpoint's content as copies; reuse: an earlier snapshot already written (its buffers are reused)."""
     return Snapshot(
-        state_data.engine_state(checkpoint.engine),
+        state_data.engine_state(checkpoint.engine, reuse.engine if reuse is not None else None),
         {
             "stamps": state_data.stamps_data(checkpoint.stamps),
             "seen_position": checkpoint.seen_position,

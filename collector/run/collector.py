@@ -102,6 +102,7 @@ class Collector:
         self.checkpoint_ms = 0.0  # the last checkpoint's copy + encode + write
         self.checkpoint_block_ms = 0.0  # the part of it the engine thread waited for (the copy)
         self._saving: _Saving | None = None
+        self._written: checkpoint.Snapshot | None = None
         self.alerts: AlertEngine | None = None
         self.dispatcher: Dispatcher | None = None
         if settings.alerts.enabled:
@@ -474,7 +475,8 @@ class Collector:
             return
         if self.alerts is not None:
             self.state.alerts = alerts_data(self.alerts.export_state())
-        saving = self._saving = _Saving(self.snapshot_path, checkpoint.snapshot(self.state), started)
+        snap = checkpoint.snapshot(self.state, self._written)
+        saving = self._saving = _Saving(self.snapshot_path, snap, started)
         self.checkpoint_block_ms = (time.perf_counter() - started) * 1000
         saving.start()
         if wait:
@@ -487,6 +489,7 @@ class Collector:
             return
         saving.join()
         self._saving = None
+        self._written = saving.snapshot  # its buffers take the next copy
         if saving.error is not None:  # a full state disk must not end the run: the previous checkpoint stays valid
             self._checkpoint_failed(saving.error)
             return
