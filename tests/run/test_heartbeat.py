@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from collector.config import Settings
+from collector.engine.engine import Engine
 from collector.engine.series import Series
 from collector.run.collector import Collector
 from collector.run.heartbeat import Heartbeat
@@ -19,7 +20,7 @@ S = 10**9
 
 
 def _series(strategy: str, fills: int = 1) -> Series:
-    series = Series("strategy", "_all", strategy)
+    series = Engine()._series("strategy", "_all", strategy)  # a view over its engine's arrays
     series.fills = fills
     return series
 
