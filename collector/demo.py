@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -142,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             console.print(_for_people(frame).to_string(index=False, max_rows=12))
     finally:
         reader.close()
+    stratmon = Path(sys.executable).parent / "stratmon"  # absolute: the hints work from any directory
     console.print(
         f"\nThe demo's data stays in {state.dir} (database {DEMO_DATABASE!r});"
         f" its InfluxDB keeps running at {state.url}."
-        f"\n  query it:   [bold].venv/bin/stratmon --config {config} query "
+        f"\n  query it:   [bold]{stratmon} --config {config.resolve()} query "
         "'SELECT last(nav), last(equity) FROM perf GROUP BY level'[/]"
-        f"\n  stop it:    [bold].venv/bin/stratmon --config {config} influx stop[/]"
+        f"\n  stop it:    [bold]{stratmon} --config {config.resolve()} influx stop[/]"
         "\n  run again:  [bold]make demo[/] (continues from its checkpoint until its clock reaches the present)"
         "\nReal runs use their own config's state_dir and database and never read the demo's."
         "\nDashboards: on a machine with Docker, [bold]cp .env.example .env[/], fill in the secrets, then"

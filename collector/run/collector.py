@@ -24,6 +24,7 @@ from collector.alerts.evaluator import AlertEngine, AlertEvent
 from collector.alerts.notify.dispatcher import Dispatcher, build_notifiers
 from collector.alerts.rules import load_rules
 from collector.config import Settings
+from collector.engine.daily import DAY_NS
 from collector.engine.engine import Engine
 from collector.engine.revise import BookLog, RevisionError
 from collector.engine.series import Series
@@ -127,6 +128,7 @@ class Collector:
         self.writer: Writer | None = None
         self.fill_keys: FillKeys | None = None
         self._unwritten: list[tuple[Fill, float]] = []  # booked fills (and realized PnL) whose points await a flush
+        self._closed_days: set[Series] = set()  # changed series already written at a day's end, for the next tick
         self.reader: Reader | None = None
         self.started_at = time.monotonic()
         self.error: BaseException | None = None
@@ -339,7 +341,25 @@ class Collector:
         return fills + self._book(chunk, booked, batch.received_ns)
 
     def _book(self, events: Sequence[Fill | Mark], booked: list[tuple[Fill, float]], received_ns: int) -> int:
-        """Fills and marks through the engine and the alert rules; returns the number of fills."""
+        """Fills and marks through the engine and the alert rules; returns the number of fills.
+
+        A batch that reaches into a new UTC day is booked up to each day's end, where the changed series get
+        their perf points: replayed history keeps one point per series and day however fast it is read.
+        """
+        if not events:
+            return 0
+        day = self.engine.clock_ns // DAY_NS
+        if max(event.ts for event in events) // DAY_NS > day:
+            fills, start = 0, 0
+            for i, event in enumerate(events):
+                if event.ts // DAY_NS > day:
+                    fills += self._book_days(events[start:i], booked, received_ns)
+                    self._write_day_end()
+                    day, start = event.ts // DAY_NS, i
+            return fills + self._book_days(events[start:], booked, received_ns)
+        return self._book_days(events, booked, received_ns)
+
+    def _book_days(self, events: Sequence[Fill | Mark], booked: list[tuple[Fill, float]], received_ns: int) -> int:
         if not events:
             return 0
         clock = self.engine.clock_ns
@@ -349,6 +369,18 @@ class Collector:
         if self.alerts is not None and (alerts := self.alerts.on_batch(events, result, clock)):
             self._emit(alerts, received_ns)
         return len(fills)
+
+    def _write_day_end(self) -> None:
+        """Perf points of the series changed so far, at the engine clock (the last event of the day that ends)."""
+        assert self.writer is not None
+        changed = self.engine.take_changed()
+        if not changed:
+            return
+        ts = self.engine.clock_ns
+        written = self.heartbeat.due(changed, self.engine.series.values(), ts)
+        self.writer.write_lines([perf_line(self.engine.row(series), ts) for series in written])
+        self.counters.perf_points += len(written)
+        self._closed_days |= changed
 
     def _write_fills(self, booked: list[tuple[Fill, float]]) -> None:
         """`fills` points with keys checked against InfluxDB (one read per call: per flush, not per batch)."""
@@ -376,7 +408,8 @@ class Collector:
         written = self.heartbeat.due(changed, self.engine.series.values(), ts)
         for series in written:
             writer.write(perf_line(self.engine.row(series), ts))
-        if self.alerts is not None and (events := self.alerts.on_tick(changed, self.event_now())):
+        recheck, self._closed_days = changed | self._closed_days, set()
+        if self.alerts is not None and (events := self.alerts.on_tick(recheck, self.event_now())):
             self._emit(events, None)
         self.counters.perf_points += len(written)
         if not written and not self._pending:

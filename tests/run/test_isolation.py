@@ -135,6 +135,30 @@ def test_replayed_history_keeps_its_own_timestamps(settings: Settings, reader: R
     assert frame.index.min() <= stamps[19] and len(set(frame.index)) >= 2
 
 
+def test_a_fast_replay_keeps_a_perf_point_per_series_and_day(
+    settings: Settings, reader: Reader, tmp_path: Path
+) -> None:
+    """Four days read at once: each day's end has its perf point, so daily figures stay per day."""
+    start = pd.Timestamp("2024-03-04T14:00:00Z")
+    stamps = [start + pd.Timedelta(hours=6 * i) for i in range(12)]  # over 4 UTC days
+    records = [
+        fill(fill_id=f"d{i}", ts=ts.isoformat().replace("+00:00", "Z"), side="buy" if i % 2 == 0 else "sell")
+        for i, ts in enumerate(stamps)
+    ]
+    path = write_jsonl(tmp_path / "days.jsonl", records)
+    source = {"type": "file", "paths": [str(path)], "poll_interval": 0.02}
+    collector = Collector(with_sources(settings, source, run={"heartbeat": 86_400.0, "flush_interval": 5.0}))
+    with running(collector):
+        wait_for(lambda: collector.counters.fills_in == len(records), 60, "the file")
+    frame = reader.query('SELECT "equity" FROM perf WHERE "level" = \'portfolio\'')
+    days = sorted({ts.date() for ts in frame.index})
+    assert [str(day) for day in days] == ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"], frame
+    last_of_day = {ts.date(): ts for ts in frame.index}
+    ends = {ts.date(): ts for ts in stamps}
+    for day, ts in last_of_day.items():
+        assert ts == ends[day], (day, ts)  # each point at the last fill of its day
+
+
 def test_the_demo_is_a_deployment_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRATMON_INFLUX_DATABASE", "stratmon")  # a real deployment's environment
     monkeypatch.setenv("STRATMON_STATE_DIR", str(tmp_path / "real"))
