@@ -62,13 +62,21 @@ class Formatter:
     def __init__(self, min_days: int | None, min_trips: int | None) -> None:
         self.min_days, self.min_trips = min_days, min_trips
 
+    def _short(self, s: Summary) -> str | None:
+        """Why an annualized figure or a ratio of daily returns is held back: fewer days than the engine's minimum."""
+        if self.min_days and len(s.returns.values) < self.min_days:
+            return f"n/a (fewer than {self.min_days} days)"
+        return None
+
     def _days_ratio(self, s: Summary, name: str) -> str:
         value = s.row.get(name)
         if value is not None:
             return _num(value)
-        if self.min_days and len(s.returns.values) < self.min_days:
-            return f"n/a (fewer than {self.min_days} days)"
-        return "n/a"
+        return self._short(s) or "n/a"
+
+    def _sampled(self, s: Summary, value: float | None, show: Callable[[float | None], str]) -> str:
+        """`value` shown only on the engine's minimum sample of days (as Sharpe is)."""
+        return self._short(s) or show(value)
 
     def _trips_ratio(self, s: Summary, name: str, percent: bool) -> str:
         value = s.row.get(name)
@@ -88,17 +96,17 @@ class Formatter:
             ("NAV", lambda s: _money(s.returns.capital + s.row["equity"])),
             ("Equity (net PnL)", lambda s: _money(s.row["equity"])),
             ("Cumulative return", lambda s: _pct(s.row["return_cum"])),
-            ("CAGR", lambda s: _pct(s.cagr)),
-            ("Volatility (ann.)", lambda s: _pct(s.volatility)),
+            ("CAGR", lambda s: self._sampled(s, s.cagr, _pct)),
+            ("Volatility (ann.)", lambda s: self._sampled(s, s.volatility, _pct)),
             ("Sharpe", lambda s: self._days_ratio(s, "sharpe")),
             ("Sortino", lambda s: self._days_ratio(s, "sortino")),
-            ("Calmar", lambda s: _num(s.calmar)),
+            ("Calmar", lambda s: self._sampled(s, s.calmar, _num)),
             ("Max drawdown", lambda s: f"{_pct(s.max_drawdown_pct)} ({_money(s.row['max_drawdown'])})"),
             ("Max drawdown duration (days)", lambda s: _num(s.max_drawdown_days, 1)),
             ("Longest drawdown (days)", lambda s: _num(s.longest_drawdown_days, 1)),
             ("Average drawdown", lambda s: _pct(s.avg_drawdown_pct)),
             ("Average drawdown (days)", lambda s: _num(s.avg_drawdown_days, 1)),
-            ("Recovery factor", lambda s: _num(s.recovery_factor)),
+            ("Recovery factor", lambda s: self._sampled(s, s.recovery_factor, _num)),
             ("Skew", lambda s: _num(s.skew)),
             ("Kurtosis (excess)", lambda s: _num(s.kurtosis)),
             ("Daily VaR 95%", lambda s: _pct(s.var)),
@@ -110,8 +118,8 @@ class Formatter:
             ("Winning days", lambda s: _pct(s.win_days, 1)),
             ("Most consecutive winning days", lambda s: str(s.win_streak)),
             ("Most consecutive losing days", lambda s: str(s.loss_streak)),
-            ("Tail ratio (95/5)", lambda s: _num(s.tail_ratio)),
-            ("Gain/pain ratio", lambda s: _num(s.gain_to_pain)),
+            ("Tail ratio (95/5)", lambda s: self._sampled(s, s.tail_ratio, _num)),
+            ("Gain/pain ratio", lambda s: self._sampled(s, s.gain_to_pain, _num)),
             ("Round trips", lambda s: f"{s.row['trades']:,}"),
             ("Win rate", lambda s: self._trips_ratio(s, "win_rate", True)),
             ("Profit factor", lambda s: self._trips_ratio(s, "profit_factor", False)),
@@ -119,7 +127,7 @@ class Formatter:
             ("Expectancy (per round trip)", lambda s: self._trips_ratio(s, "expectancy", False)),
             ("Exposure (days at risk)", lambda s: _pct(s.exposure, 0)),
             ("Gross exposure now", lambda s: _money(s.row["gross_exposure"])),
-            ("Turnover (× capital a year)", lambda s: _num(s.turnover, 1)),
+            ("Turnover (× capital a year)", lambda s: self._sampled(s, s.turnover, lambda v: _num(v, 1))),
             ("Fees", lambda s: f"{_money(s.row['fees'])} ({_pct(s.row['fees'] / s.returns.capital, 3)})"),
             ("Slippage (bps, cost > 0)", lambda s: _num(s.row["slippage_bps_avg"])),
             ("Slippage cost", lambda s: _money(s.slippage_cost)),
@@ -296,7 +304,8 @@ def render_html(report: Report, history: History) -> str:
         ("Underwater by strategy", _figure(underwater_heatmap)),
         (
             "Alerts and applied changes",
-            _figure(timeline_plot(history.events, changes)) + alerts_table(history, changes),
+            _figure(timeline_plot(history.events, changes, portfolio.start_ns, portfolio.end_ns))
+            + alerts_table(history, changes),
         ),
         (
             "Accounts and strategies in detail",

@@ -7,6 +7,7 @@ and returns one `<svg>` element.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from statistics import NormalDist
@@ -19,11 +20,13 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from collector.alerts.evaluator import AlertEvent
 from collector.model import NS
 from collector.tearsheet_history import HOUR_NS, Change, SeriesPath
 from collector.tearsheet_stats import (
+    ROLLING_WINDOWS,
     correlation,
     day_date,
     rolling_sharpe,
@@ -38,6 +41,7 @@ HIGHLIGHTED = 5  # best and worst strategies drawn in colour, the rest grey
 SEVERITY_COLORS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
 WIDE = 11.0  # inches: one column of the page
 MAX_POINTS = 600  # per line
+DATE_STEPS = (1 / 24, 2 / 24, 3 / 24, 6 / 24, 12 / 24, 1.0, 2.0, 7.0, 14.0, 28.0, 56.0, 91.0, 182.0, 364.0)  # days
 
 
 def _svg(figure: Any) -> str:
@@ -57,11 +61,57 @@ def _day_numbers(days: Sequence[int]) -> np.ndarray:
     return np.array([float(mdates.date2num(day_date(d))) for d in days])  # type: ignore[no-untyped-call]
 
 
-def _style(axis: Any, title: str, dates: bool = True) -> None:
+def _style(axis: Any, title: str, times: np.ndarray | None = None) -> None:
+    """Title and grid; date ticks from the range of `times` (matplotlib date numbers) when given."""
     axis.set_title(title, loc="left", fontsize=11)
     axis.grid(alpha=0.3)
-    if dates:
-        axis.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))  # type: ignore[no-untyped-call]
+    if times is not None:
+        _date_ticks(axis, times)
+
+
+def _distinct(ticks: Sequence[float], labels: list[str]) -> tuple[list[float], list[str]]:
+    """The first tick of each label: never the same label twice on an axis."""
+    seen: dict[str, float] = {}
+    for tick, label in zip(ticks, labels, strict=True):
+        seen.setdefault(label, tick)
+    return list(seen.values()), list(seen)
+
+
+def _date_ticks(axis: Any, times: np.ndarray) -> None:
+    """Date ticks inside the data's time range: days when they are a day or more apart, else hours; one if flat."""
+    finite = times[np.isfinite(times)]
+    if not len(finite):
+        axis.set_xticks([])
+        return
+    low, high = float(finite.min()), float(finite.max())
+    step = next((s for s in DATE_STEPS if (high - low) / s <= 7), DATE_STEPS[-1])
+    # multiples of the step (date numbers are days): whole hours, or UTC midnights from a day up
+    multiples = np.arange(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1) * step
+    ticks = [float(t) for t in multiples] or [low]
+    fmt = "%Y-%m-%d" if step >= 1.0 else "%m-%d %H:%M"
+    labels = [mdates.num2date(t).strftime(fmt) for t in ticks]  # type: ignore[no-untyped-call]
+    axis.set_xticks(*_distinct(ticks, labels))
+
+
+def _percent_ticks(axis: Any, values: np.ndarray, which: str = "y") -> None:
+    """Percent ticks inside the data's range with as many decimals as their spacing needs; one tick if flat."""
+    finite = values[np.isfinite(values)]
+    set_ticks = axis.set_yticks if which == "y" else axis.set_xticks
+    if not len(finite):
+        set_ticks([])
+        return
+    low, high = float(finite.min()), float(finite.max())
+    if high - low <= 1e-12 * max(1.0, abs(high)):
+        set_ticks([low], [f"{round(low, 2) + 0.0:.2f}%"])  # + 0.0: no "-0.00%"
+        return
+    ticks = [float(t) for t in MaxNLocator(nbins=5).tick_values(low, high) if low - 1e-12 <= t <= high + 1e-12]
+    if len(ticks) < 2:
+        ticks = [low, high]
+    spacing = float(min(np.diff(ticks)))
+    digits = max(0, math.ceil(-math.log10(spacing)))
+    # snapping the tick at 0 avoids "-0.0%"
+    labels = [f"{(0.0 if abs(t) < spacing / 2 else t):.{digits}f}%" for t in ticks]
+    set_ticks(*_distinct(ticks, labels))
 
 
 def _hourly(path: SeriesPath) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,10 +133,6 @@ def _thin(values: np.ndarray, keep: str = "last") -> np.ndarray:
     return padded.min(axis=1) if keep == "min" else padded[:, -1]
 
 
-def _percent_axis(axis: Any) -> None:
-    axis.yaxis.set_major_formatter(lambda value, _: f"{value:.1f}%")
-
-
 def cumulative_plot(
     portfolio: Summary,
     accounts: list[Summary],
@@ -96,12 +142,15 @@ def cumulative_plot(
 ) -> str:
     """Cumulative return (equity / capital base, %) of the portfolio and accounts, alerts and changes marked."""
     figure, axis = plt.subplots(figsize=(WIDE, 4.2))
+    drawn_times, drawn_values = [], []
     for summary in [portfolio, *accounts]:
         times, equity, _ = _hourly(paths[summary.series.key])
         main = summary is portfolio
+        drawn_times.append(_thin(times))
+        drawn_values.append(_thin(100 * equity / summary.returns.capital))
         axis.plot(
-            _thin(times),
-            _thin(100 * equity / summary.returns.capital),
+            drawn_times[-1],
+            drawn_values[-1],
             label=summary.name,
             linewidth=2.0 if main else 0.9,
             color="#1f77b4" if main else None,
@@ -121,8 +170,9 @@ def cumulative_plot(
             zorder=3,
             clip_on=False,
         )
-    _percent_axis(axis)
-    _style(axis, f"Cumulative return (% of capital base); ▲ alerts fired ({len(firing)}), dashed: applied changes")
+    _percent_ticks(axis, np.concatenate(drawn_values))
+    title = f"Cumulative return (% of capital base); ▲ alerts fired ({len(firing)}), dashed: applied changes"
+    _style(axis, title, np.concatenate(drawn_times))
     axis.legend(fontsize=7, ncol=4, loc="upper left")
     return _svg(figure)
 
@@ -138,32 +188,42 @@ def underwater_plot(portfolio: Summary, path: SeriesPath) -> str:
         end = drawdown.end_ns if drawdown.end_ns is not None else portfolio.end_ns
         axis.axvspan(_when(drawdown.start_ns), _when(end), color="#999999", alpha=0.15)
         axis.annotate(str(rank), (_when(drawdown.trough_ns), 0), fontsize=8, ha="center", va="bottom")
-    _percent_axis(axis)
-    _style(axis, "Underwater: portfolio drawdown (% below peak NAV), worst five shaded")
+    _percent_ticks(axis, np.append(depth, 0.0))
+    _style(axis, "Underwater: portfolio drawdown (% below peak NAV), worst five shaded", times)
     return _svg(figure)
 
 
 def rolling_plot(summaries: list[Summary]) -> str:
-    """Rolling Sharpe and rolling volatility (annualized) of the portfolio and accounts."""
+    """Rolling Sharpe and rolling volatility (annualized) of the portfolio and accounts.
+
+    Without two windows of history (the shortest is 5 days) it says so instead of drawing empty axes.
+    """
+    days = len(summaries[0].returns.values)
+    window = rolling_window(days)
+    if window is None:
+        figure, axis = plt.subplots(figsize=(WIDE, 1.6))
+        axis.set_axis_off()
+        shortest = 2 * min(ROLLING_WINDOWS)
+        axis.set_title("Rolling Sharpe and volatility", loc="left", fontsize=11)
+        message = f"Not enough history for a rolling window: {days} days, at least {shortest} needed."
+        axis.text(0.5, 0.5, message, ha="center", va="center", transform=axis.transAxes)
+        return _svg(figure)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(WIDE, 5.2), sharex=True)
-    window = rolling_window(len(summaries[0].returns.values))
+    x = _day_numbers(summaries[0].returns.days[window - 1 :])
+    sharpes, vols = [], []
     for summary in summaries:
         r = summary.returns
-        if window is None:
-            break
-        x = _day_numbers(r.days[window - 1 :])
         main = summary is summaries[0]
         style = {"label": summary.name, "linewidth": 1.8 if main else 0.9, "color": "#1f77b4" if main else None}
-        top.plot(x, rolling_sharpe(r.values, window, r.periods_per_year), **style)
-        bottom.plot(x, 100 * rolling_volatility(r.values, window, r.periods_per_year), **style)
-    if window is None:
-        top.text(0.5, 0.5, "too few days for a rolling window (10 needed)", ha="center", transform=top.transAxes)
-    else:
-        top.legend(fontsize=7, ncol=4, loc="upper left")
+        sharpes.append(rolling_sharpe(r.values, window, r.periods_per_year))
+        vols.append(100 * rolling_volatility(r.values, window, r.periods_per_year))
+        top.plot(_day_numbers(r.days[window - 1 :]), sharpes[-1], **style)
+        bottom.plot(_day_numbers(r.days[window - 1 :]), vols[-1], **style)
+    top.legend(fontsize=7, ncol=4, loc="upper left")
     top.axhline(0, color="k", linewidth=0.6)
     _style(top, f"Rolling Sharpe ({window}-day window)")
-    _style(bottom, f"Rolling volatility, annualized ({window}-day window)")
-    _percent_axis(bottom)
+    _style(bottom, f"Rolling volatility, annualized ({window}-day window)", x)
+    _percent_ticks(bottom, np.concatenate(vols))
     return _svg(figure)
 
 
@@ -179,8 +239,8 @@ def histogram_plot(portfolio: Summary) -> str:
     for value, label, color in ((portfolio.var, "VaR 95%", "#ff7f0e"), (portfolio.cvar, "CVaR 95%", "#d62728")):
         if value is not None:
             axis.axvline(100 * value, color=color, linestyle="--", label=f"{label} {100 * value:.2f}%")
-    axis.xaxis.set_major_formatter(lambda value, _: f"{value:.2f}%")
-    _style(axis, "Distribution of daily returns (portfolio)", dates=False)
+    _percent_ticks(axis, r, which="x")
+    _style(axis, "Distribution of daily returns (portfolio)")
     if axis.get_legend_handles_labels()[0]:  # one day: no fit, no VaR
         axis.legend(fontsize=7)
     return _svg(figure)
@@ -268,13 +328,13 @@ def strategy_equity_plot(strategies: list[Summary], days: list[int], grid: Any) 
             axis.plot(x, grid[row, :, 0], label=summary.name, linewidth=1.2)
         else:
             axis.plot(x, grid[row, :, 0], color="#bbbbbb", linewidth=0.6)
-    _style(axis, "Equity by strategy at the end of each day (best and worst five in colour)")
+    _style(axis, "Equity by strategy at the end of each day (best and worst five in colour)", x)
     axis.legend(fontsize=7, ncol=2, loc="upper left")
     return _svg(figure)
 
 
-def timeline_plot(events: list[AlertEvent], changes: list[Change]) -> str:
-    """Alerts fired per rule (coloured by severity) and applied changes over time."""
+def timeline_plot(events: list[AlertEvent], changes: list[Change], start_ns: int, end_ns: int) -> str:
+    """Alerts fired per rule (coloured by severity) and applied changes over the report's period [start, end]."""
     figure, axis = plt.subplots(figsize=(WIDE, 3.5))
     firing = [e for e in events if e.state == "firing"]
     lanes = sorted({e.rule.name for e in firing}) + (["applied changes"] if changes else [])
@@ -285,7 +345,10 @@ def timeline_plot(events: list[AlertEvent], changes: list[Change]) -> str:
     if changes:
         axis.scatter([_when(c.ts_ns) for c in changes], [len(lanes) - 1] * len(changes), marker="D", color="k")
     axis.set_yticks(range(len(lanes)), lanes, fontsize=7)
-    _style(axis, f"Alerts fired ({len(firing)}) and applied changes ({len(changes)})")
+    period = np.array([_when(start_ns), _when(end_ns)])
+    if period[1] > period[0]:
+        axis.set_xlim(*period)
+    _style(axis, f"Alerts fired ({len(firing)}) and applied changes ({len(changes)})", period)
     if not lanes:
         axis.text(0.5, 0.5, "no alerts fired and no changes applied", ha="center", transform=axis.transAxes)
     return _svg(figure)

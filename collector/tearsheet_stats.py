@@ -165,9 +165,14 @@ def annual_turnover(volume: float, capital: float, n_periods: int, periods_per_y
     return volume / capital / (n_periods / periods_per_year)
 
 
-def slippage_cost(slippage_bps_avg: float | None, volume: float) -> float | None:
-    """Notional-weighted mean slippage (bps, cost > 0) × traded notional / 10⁴, in currency."""
-    return None if slippage_bps_avg is None else slippage_bps_avg * volume / 10_000.0
+def slippage_cost(slip_weighted: float, slip_notional: float) -> float | None:
+    """Σ over fills with an arrival price of slippage_bps × notional / 10⁴ (currency, cost > 0).
+
+    `slip_weighted` is the engine's Σ slippage_bps × notional over those fills and `slip_notional` their
+    notional; fills without an arrival price cost nothing here (their slippage is unknown, not the average).
+    None when no fill carries an arrival price.
+    """
+    return slip_weighted / 10_000.0 if slip_notional > 0 else None
 
 
 def rolling_window(n: int) -> int | None:

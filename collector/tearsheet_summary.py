@@ -125,7 +125,7 @@ def summarize(engine: Engine, history: History, series: Series) -> Summary:
         gain_to_pain=gain_to_pain(r),
         exposure=exposure(r),
         turnover=annual_turnover(row["volume"], capital, len(r), year),
-        slippage_cost=slippage_cost(row["slippage_bps_avg"], row["volume"]),
+        slippage_cost=slippage_cost(series.slip_weighted, series.slip_notional),
         drawdowns=worst_drawdowns(every),
     )
 

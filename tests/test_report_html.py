@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,7 +32,7 @@ from collector.report import Report, build_report
 from collector.report_html import alerts_table, history_for, render_html
 from collector.sources.synthetic import synthetic_fills, write_jsonl
 from collector.tearsheet_history import Change, History
-from collector.tearsheet_plots import timeline_plot
+from collector.tearsheet_plots import _percent_ticks, timeline_plot
 from collector.tearsheet_summary import Summary, summaries
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,6 +47,7 @@ class Sheet:
     history: History
     levels: dict[str, list[Summary]]
     page: Path
+    fills: Path
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +56,13 @@ def sheet(tmp_path_factory: pytest.TempPathFactory) -> Sheet:
     tmp = tmp_path_factory.mktemp("tearsheet")
     fills = tmp / "fills.jsonl"
     write_jsonl(str(fills), synthetic_fills(2500, seed=5, step_ns=3600 * 10**9))
-    settings = Settings()
+    # no minimum sample: every series' Sharpe and Sortino exist, so the page is compared with the engine's
+    settings = Settings(metrics={"min_days": 0, "min_round_trips": 0})
     history = history_for(settings)
     report = build_report(settings, [str(fills)], dead_letter=tmp / "dead.jsonl", observers=[history])
     page = tmp / "report.html"
     page.write_text(render_html(report, history), encoding="utf-8")
-    return Sheet(report, history, summaries(report.engine, history), page)
+    return Sheet(report, history, summaries(report.engine, history), page, fills)
 
 
 def _all(sheet: Sheet) -> list[Summary]:
@@ -139,6 +142,7 @@ def test_page_prints_the_engine_numbers(sheet: Sheet) -> None:
     sharpe, sortino = _metric_cells(page, "Sharpe"), _metric_cells(page, "Sortino")
     drawdown = _metric_cells(page, "Max drawdown")
     for index, summary in enumerate(columns):
+        assert summary.row["sharpe"] is not None and summary.row["sortino"] is not None
         assert sharpe[index] == f"{summary.row['sharpe']:,.2f}"
         assert sortino[index] == f"{summary.row['sortino']:,.2f}"
         assert drawdown[index].endswith(f"({summary.row['max_drawdown']:,.0f})")
@@ -150,6 +154,65 @@ def test_page_prints_the_engine_numbers(sheet: Sheet) -> None:
     assert page.count("<tr><td>1</td>") >= 1 + 35  # worst-drawdown tables: portfolio, accounts, strategies
     assert "<th>Jan</th>" in page and "Capital base" in page and "trading days" in page
     assert "<script" not in page and not re.search(r"""(src|href)=["']?https?://""", page)  # self-contained
+
+
+def test_slippage_cost_counts_only_fills_with_an_arrival_price(sheet: Sheet) -> None:
+    """Σ over fills with an arrival price of slippage bps × notional / 10⁴ (from the file); portfolio = Σ strategies."""
+    cost: dict[str, float] = {}
+    for line in sheet.fills.read_text().splitlines():
+        fill = json.loads(line)
+        cost.setdefault(fill["strategy"], 0.0)
+        if "arrival_price" in fill:
+            direction = 1.0 if fill["side"] == "buy" else -1.0
+            bps = direction * (fill["price"] - fill["arrival_price"]) / fill["arrival_price"] * 10_000.0
+            cost[fill["strategy"]] += bps * fill["qty"] * fill["price"] * fill.get("multiplier", 1.0) / 10_000.0
+    assert sheet.report.rejected == 0 and sheet.report.duplicates == 0  # every line of the file is in the engine
+    strategies = {s.name: s.slippage_cost for s in sheet.levels["strategy"]}
+    assert strategies == pytest.approx(cost, rel=1e-9, abs=1e-9)
+    portfolio = sheet.levels["portfolio"][0]
+    assert portfolio.slippage_cost == pytest.approx(sum(cost.values()), rel=1e-9)
+    assert portfolio.slippage_cost == pytest.approx(sum(v for v in strategies.values() if v is not None), rel=1e-9)
+    # the old figure (average bps × all volume) is about 7× this: only every 7th fill has an arrival price
+    assert portfolio.row["slippage_bps_avg"] * portfolio.row["volume"] / 1e4 != pytest.approx(portfolio.slippage_cost)
+
+
+def test_slippage_cost_by_hand(tmp_path: Path) -> None:
+    """Eight fills, four with an arrival price 1 bp better than the fill: cost = 1 bp of those four's notional."""
+    records = []
+    for i in range(8):
+        side, price, qty = ("buy", "sell")[i % 2], 100.0 + i, 10.0 * (i + 1)
+        record: dict[str, Any] = {
+            "ts": 1_700_000_000 * 10**9 + i * 60 * 10**9,
+            "account": "ACC01",
+            "strategy": f"strat_0{i % 4 + 1}",
+            "symbol": "SYM",
+            "side": side,
+            "qty": qty,
+            "price": price,
+            "fill_id": f"F{i}",
+        }
+        if i < 4:  # a buy above, a sell below the arrival price: 1 bp cost either way
+            record["arrival_price"] = price / (1 + 1e-4) if side == "buy" else price / (1 - 1e-4)
+        records.append(record)
+    fills = tmp_path / "fills.jsonl"
+    fills.write_text("".join(json.dumps(r) + "\n" for r in records))
+    settings = Settings()
+    history = history_for(settings)
+    report = build_report(settings, [str(fills)], dead_letter=tmp_path / "dead.jsonl", observers=[history])
+    levels = summaries(report.engine, history)
+    expected = {f"strat_0{i + 1}": 1e-4 * records[i]["qty"] * records[i]["price"] for i in range(4)}
+    assert {s.name: s.slippage_cost for s in levels["strategy"]} == pytest.approx(expected, rel=1e-6)
+    assert levels["portfolio"][0].slippage_cost == pytest.approx(sum(expected.values()), rel=1e-6)
+
+
+def test_percent_ticks_are_distinct_and_one_for_a_flat_series() -> None:
+    figure, axis = plt.subplots()
+    _percent_ticks(axis, np.zeros(10))
+    assert [t.get_text() for t in axis.get_yticklabels()] == ["0.00%"]
+    _percent_ticks(axis, np.array([-0.0004, 0.0, 0.0003]))
+    labels = [t.get_text() for t in axis.get_yticklabels()]
+    assert len(labels) >= 2 and len(set(labels)) == len(labels) and "-0.0000%" not in labels
+    plt.close(figure)
 
 
 def test_applied_changes_come_from_the_audit_log(sheet: Sheet, tmp_path: Path) -> None:
@@ -164,7 +227,7 @@ def test_applied_changes_come_from_the_audit_log(sheet: Sheet, tmp_path: Path) -
         Change(middle, "apply strat_01/ACC01 size"),
         Change(middle + 10**9, "rollback strat_01/ACC01 size"),
     ]
-    assert "applied changes" in timeline_plot(sheet.history.events, changes)
+    assert "applied changes" in timeline_plot(sheet.history.events, changes, portfolio.start_ns, portfolio.end_ns)
     assert "<td>rollback strat_01/ACC01 size</td>" in alerts_table(sheet.history, changes)
 
 
@@ -183,7 +246,20 @@ def test_cli_writes_the_page_and_explains_missing_ratios(
     min_days = Settings().metrics.min_days
     assert _metric_cells(text, "Sharpe")[0] == f"n/a (fewer than {min_days} days)"
     assert _metric_cells(text, "Sortino")[0] == f"n/a (fewer than {min_days} days)"
+    held_back = f"n/a (fewer than {min_days} days)"
+    for label in ("CAGR", "Volatility (ann.)", "Calmar", "Recovery factor", "Tail ratio (95/5)", "Gain/pain ratio"):
+        cells = _metric_cells(text, label)
+        assert cells and set(cells) == {held_back}, (label, cells)
+    assert "Not enough history for a rolling window" in text
     assert text.count("<svg") == FIGURES
+    # no placeholder or epoch leaks into the page, and no axis repeats a tick label
+    assert not re.search(r"\b(None|nan|NaN|inf|1970)\b", text), re.search(
+        r".{60}\b(None|nan|NaN|inf|1970)\b.{60}", text
+    )
+    for svg in re.findall(r"<svg.*?</svg>", text, flags=re.S):
+        for axis in ("xtick", "ytick"):
+            labels = re.findall(rf"<g id=\"{axis}_\d+\">.*?<text[^>]*>([^<]*)</text>", svg, flags=re.S)
+            assert len(labels) == len(set(labels)), (axis, labels)
 
 
 class DevTools:
