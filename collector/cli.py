@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collector.optimize.job import Result
     from collector.sources.colmap import ColumnMap
 
-ALL_REJECTED_EXIT = 3  # the input was read, but some file had every record rejected
+ALL_REJECTED_EXIT = 3  # the input was read, but some file had records and gave no fill (all rejected or skipped)
 INPUT_FORMATS = ("jsonl", "csv", "fix")  # --input-format; --format is always the output format
 
 log = logging.getLogger("stratmon")
@@ -54,8 +54,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print(
             f"accepted {summary.accepted}  rejected {summary.rejected}  "
-            f"duplicates {summary.duplicates}  written {summary.written}"
-            + (f"  skipped {summary.skipped} (not fills)" if summary.skipped else "")
+            f"duplicates {summary.duplicates}  written {summary.written}  skipped {summary.skipped} (not fills)"
         )
         if summary.rejected:
             print(f"rejected records and their reasons: {args.dead_letter or settings.ingest.dead_letter}")
@@ -68,7 +67,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
     if summary.failed:
         print(f"InfluxDB rejected {summary.failed} points as bad data (see the log)", file=sys.stderr)
-    return _all_rejected_status(summary.all_rejected)
+    return _all_rejected_status(summary.all_rejected, summary.no_fills)
 
 
 def _column_map(args: argparse.Namespace) -> ColumnMap | None:
@@ -82,14 +81,14 @@ def _column_map(args: argparse.Namespace) -> ColumnMap | None:
     return load_map(shipped or args.map)
 
 
-def _all_rejected_status(paths: list[str]) -> int:
-    """Exit 3 when an input had records and every one was rejected, so a cron job notices."""
-    if not paths:
-        return 0
-    from collector.ingest import all_rejected_message
+def _all_rejected_status(paths: list[str], no_fills: list[str]) -> int:
+    """Exit 3 when an input had records but gave no fill (all rejected or skipped), so a cron job notices."""
+    from collector.ingest import no_fill_messages
 
-    print(f"stratmon: error: {all_rejected_message(paths)}", file=sys.stderr)
-    return ALL_REJECTED_EXIT
+    errors = no_fill_messages(paths, no_fills)
+    for error in errors:
+        print(f"stratmon: error: {error}", file=sys.stderr)
+    return ALL_REJECTED_EXIT if errors else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -122,7 +121,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = rejects_summary(report)
     if summary:
         print(summary, file=sys.stderr)
-    return _all_rejected_status(report.all_rejected)
+    return _all_rejected_status(report.all_rejected, report.no_fills)
 
 
 def _frame_for_output(frame: pd.DataFrame) -> pd.DataFrame:

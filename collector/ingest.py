@@ -46,22 +46,29 @@ class IngestSummary:
     failed: int = 0
     skipped: int = 0
     all_rejected: list[str] = field(default_factory=list)  # inputs whose every record was rejected
+    no_fills: list[str] = field(default_factory=list)  # why inputs with skipped records gave no fill
 
     def contract(self) -> dict[str, int | str]:
-        """The fixed `--json` shape; plus `error` when an input had every record rejected."""
+        """The fixed `--json` shape; plus `error` when an input had records but gave no fill."""
         shape: dict[str, int | str] = {
             "accepted": self.accepted,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
             "written": self.written,
         }
-        if self.all_rejected:
-            shape["error"] = all_rejected_message(self.all_rejected)
+        errors = no_fill_messages(self.all_rejected, self.no_fills)
+        if errors:
+            shape["error"] = "; ".join(errors)
         return shape
 
 
 def all_rejected_message(paths: list[str]) -> str:
     return f"every record of {', '.join(paths)} was rejected (reasons in the dead-letter file)"
+
+
+def no_fill_messages(all_rejected: list[str], no_fills: list[str]) -> list[str]:
+    """One line per problem: the inputs whose every record was rejected, each input that gave no fill."""
+    return ([all_rejected_message(all_rejected)] if all_rejected else []) + no_fills
 
 
 def _count_lines(path: str) -> int:
@@ -114,6 +121,7 @@ def ingest_files(
         failed=stats.failed,
         skipped=intake.stats.skipped,
         all_rejected=intake.stats.all_rejected,
+        no_fills=intake.stats.no_fills,
     )
 
 
@@ -165,14 +173,25 @@ def accepted_fills(intake: Intake, inputs: Inputs, show_progress: bool = False) 
     """Valid, new fills of all inputs in order; rejects go to the intake's dead letters."""
     stats = intake.stats
     for path, file_format in zip(inputs.paths, inputs.formats, strict=True):
-        before = (stats.accepted + stats.duplicates, stats.rejected)
+        before = (stats.accepted + stats.duplicates, stats.rejected, stats.skipped)
         if file_format == "jsonl" and inputs.profile is None:
             yield from _jsonl_fills(intake, path, show_progress)
         else:
             records: Iterable[RawRecord] = read_input(path, file_format, sys.stdin.buffer, inputs.profile)
             yield from _record_fills(intake, _progress(records, path, show_progress))
-        if stats.rejected > before[1] and stats.accepted + stats.duplicates == before[0]:
-            stats.all_rejected.append("stdin" if path == "-" else path)
+        if stats.accepted + stats.duplicates > before[0]:
+            continue
+        name = "stdin" if path == "-" else path
+        if stats.rejected > before[1]:  # the reasons are in the dead-letter file
+            stats.all_rejected.append(name)
+        elif stats.skipped > before[2]:  # nothing dead-lettered: the message says why
+            stats.no_fills.append(_no_fill_message(name, inputs.profile, stats.skipped - before[2], stats.skip_reason))
+
+
+def _no_fill_message(name: str, profile: ColumnMap | None, skipped: int, reason: str | None) -> str:
+    """Why an input whose every record was skipped (not a fill) gave no fill at all."""
+    through = f" through {profile.origin}" if profile is not None else ""
+    return f"{name}: no fill{through}: {skipped} record(s) skipped as not fills (e.g. {reason})"
 
 
 def _jsonl_fills(intake: Intake, path: str, show_progress: bool) -> Iterator[Fill]:

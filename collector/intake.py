@@ -56,6 +56,8 @@ class IntakeStats:
     duplicates: int = 0
     skipped: int = 0  # records that are not fills (subtotal rows, non-trade FIX messages)
     all_rejected: list[str] = field(default_factory=list)  # inputs that had records, every one rejected
+    skip_reason: str | None = None  # why the last skipped record was not a fill
+    no_fills: list[str] = field(default_factory=list)  # why an input with skipped records gave no fill
 
 
 class Intake:
@@ -69,6 +71,7 @@ class Intake:
         """The fill to process, or None (rejected → dead letter, a duplicate, or skipped: not a fill)."""
         if record.skipped is not None:
             self.stats.skipped += 1
+            self.stats.skip_reason = record.skipped
             return None
         if record.error is not None:
             self._reject(record, record.error)

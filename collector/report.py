@@ -57,6 +57,7 @@ class Report:
     marks: int
     dead_letter: DeadLetter
     all_rejected: list[str] = field(default_factory=list)  # inputs whose every record was rejected
+    no_fills: list[str] = field(default_factory=list)  # why inputs with skipped records gave no fill
 
     def levels(self, level: str | None = None) -> dict[str, list[dict[str, Any]]]:
         return self.engine.rows(level)
@@ -135,7 +136,9 @@ def build_report(
     _book(engine, chunk, observers)
     letters.close()
     stats = intake.stats
-    return Report(engine, stats.accepted, stats.rejected, stats.duplicates, marks, letters, stats.all_rejected)
+    return Report(
+        engine, stats.accepted, stats.rejected, stats.duplicates, marks, letters, stats.all_rejected, stats.no_fills
+    )
 
 
 def _book(engine: Engine, chunk: list[Fill | Mark], observers: Sequence[Observer]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -168,8 +169,73 @@ def test_all_rejected_file_exits_non_zero_and_json_says_so(settings: Settings, t
     answer = json.loads(done.stdout)
     assert answer["accepted"] == 0 and answer["rejected"] == 2
     assert answer["error"] == f"every record of {path} was rejected (reasons in the dead-letter file)"
-    assert "has no time zone; add Z or ±HH:MM, or set timezone: in the map" in (tmp_path / "dl.jsonl").read_text()
+    assert (
+        f"has no time zone; add Z or ±HH:MM, or set timezone: in map {profile}" in (tmp_path / "dl.jsonl").read_text()
+    )
     # with the zone it goes in, exit 0
     profile.write_text(json.dumps(_minimal(timezone="Europe/London")))
     done = _stratmon("ingest", str(path), "--map", str(profile), "--json", env=env, cwd=tmp_path)
     assert done.returncode == 0 and json.loads(done.stdout)["accepted"] == 2
+
+
+def test_wrong_map_on_a_csv_fails_naming_file_map_and_missing_columns(settings: Settings, tmp_path: Path) -> None:
+    path = MAPS / "generic-oms.csv"
+    env = _env(settings, tmp_path)
+    for command in ("report", "ingest"):
+        done = _stratmon(
+            command, "--map", "ibkr-activity", str(path), "--dead-letter", str(tmp_path / "dl.jsonl"),
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"stratmon: error: {path}: no 'Trades' section"), lines
+        assert f"map {MAPS / 'ibkr-activity.yaml'}" in lines[0]
+        assert "the header lacks column(s) ['Date/Time', 'Quantity', 'T. Price', 'Comm/Fee'," in lines[0]
+        assert "Traceback" not in done.stderr and "written" not in done.stdout
+    dead = tmp_path / "dl.jsonl"
+    assert not dead.exists() or dead.read_text() == ""  # refused before any record: nothing half-read
+
+
+def test_map_on_a_jsonl_file_is_an_error_saying_what_it_lacks(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    rows = [
+        {"ts": f"2024-03-04T10:00:{i:02d}Z", "account": "A", "strategy": "s", "symbol": "X", "side": "buy",
+         "qty": 1, "price": 10, "fill_id": f"f{i}"}
+        for i in range(12)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = _stratmon(
+        "report", "--map", "ibkr-activity", str(path), "--format", "json",
+        "--dead-letter", str(tmp_path / "dl.jsonl"), env=_env(settings, tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout)["levels"]["portfolio"] == []
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"stratmon: error: {path}: no fill through map {MAPS / 'ibkr-activity.yaml'}: 12 record")
+    assert "lacks column(s) ['Date/Time', 'Symbol', 'Quantity', 'T. Price', 'Comm/Fee', 'Header'," in lines[0]
+    summary = ingest_files(settings, [str(path)], profile=load_map(MAPS / "ibkr-activity.yaml"))
+    assert (summary.accepted, summary.rejected, summary.skipped, summary.written) == (0, 0, 12, 0)
+    assert (
+        summary.contract()["error"] == summary.no_fills[0]
+        and summary.no_fills[0] == lines[0][len("stratmon: error: ") :]
+    )
+
+
+def test_valid_map_with_skipped_rows_reports_the_skipped_count(settings: Settings, tmp_path: Path) -> None:
+    path = MAPS / "ibkr-activity.csv"
+    with path.open(newline="") as handle:  # every line but the Trades section's Data/Order rows and its headers
+        cells = [row for row in csv.reader(handle) if row]
+    kept = [r for r in cells if r[0] == "Trades" and r[1] == "Data" and r[2] == "Order"]
+    headers = [r for r in cells if r[0] == "Trades" and r[1] == "Header"]
+    expected_skipped = len(cells) - len(kept) - len(headers)
+    assert len(kept) == 5 and expected_skipped > 0
+    done = _stratmon(
+        "ingest", "--map", "ibkr-activity", str(path), "--dead-letter", str(tmp_path / "dl.jsonl"),
+        env=_env(settings, tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        f"accepted 5  rejected 0  duplicates 0  written 5  skipped {expected_skipped} (not fills)"
+    )
+    assert done.stderr == ""

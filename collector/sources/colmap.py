@@ -8,7 +8,8 @@ contract multipliers per symbol or glob. `section`/`keep` pick the trade rows ou
 multi-section statement (IBKR activity CSVs). Examples: examples/maps/.
 
 Every mapped column must be in the header: a file without them fails at once, naming what was
-expected and what was found, instead of one dead letter per row.
+expected and what was found, instead of one dead letter per row. A sectioned file without its
+section fails the same way, and a row without a `keep` column is skipped saying which is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from collector.errors import UserError
 from collector.model import KNOWN_FIELDS, NS, REQUIRED_FIELDS, RejectedRecord
@@ -64,6 +65,12 @@ class ColumnMap(BaseModel):
     section: str | None = Field(None, description="multi-section CSV: rows whose first column is this name")
     keep: dict[str, list[str]] = Field(default_factory=dict, description="only rows whose column has one of the values")
     delimiter: str = Field(",", min_length=1, max_length=1)
+    _origin: str = PrivateAttr("the map")
+
+    @property
+    def origin(self) -> str:
+        """How messages name this profile: `map PATH` when loaded from a file."""
+        return self._origin
 
     @field_validator("columns", "defaults")
     @classmethod
@@ -105,15 +112,17 @@ class ColumnMap(BaseModel):
 
 
 def load_map(path: str | Path) -> ColumnMap:
-    return load_model(path, ColumnMap, "columns, ts_format, timezone, side_values, ...")
+    profile = load_model(path, ColumnMap, "columns, ts_format, timezone, side_values, ...")
+    profile._origin = f"map {path}"
+    return profile
 
 
 class Mapper:
     """Applies one profile to the records of one input (fill_id_from counts repeats per input)."""
 
-    def __init__(self, profile: ColumnMap, label: str = "the map") -> None:
+    def __init__(self, profile: ColumnMap, label: str | None = None) -> None:
         self.profile = profile
-        self.label = label
+        self.label = label or profile.origin
         self.zone = ZoneInfo(profile.timezone) if profile.timezone else None
         self._buy = {v.strip().lower() for v in profile.side_values.buy}
         self._sell = {v.strip().lower() for v in profile.side_values.sell}
@@ -141,7 +150,10 @@ class Mapper:
     def skip_reason(self, row: Mapping[str, Any]) -> str | None:
         """Why a row is not a fill (a subtotal, a closed-lot line), or None to map it."""
         for column, values in self.profile.keep.items():
-            if str(row.get(column, "")).strip() not in values:
+            if column not in row:  # a file of another layout: say everything it lacks
+                missing = [c for c in self.expected_columns() if c not in row]
+                return f"the record lacks column(s) {missing} that the map expects"
+            if str(row[column]).strip() not in values:
                 return f"{column} is {row.get(column)!r}, not one of {values}"
         return None
 
@@ -191,7 +203,7 @@ class Mapper:
 
     def csv_decoder(self, name: str) -> CsvDecoder:
         """A CSV decoder for this profile's layout (delimiter, section) that checks the header against it."""
-        return CsvDecoder(name, self.check_header, self.profile.delimiter, self.profile.section)
+        return CsvDecoder(name, self.check_header, self.profile.delimiter, self.profile.section, self.label)
 
     def _side_and_qty(self, out: dict[str, Any]) -> None:
         side = out.get("side")

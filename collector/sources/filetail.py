@@ -51,6 +51,10 @@ class _Tracked:
     csv: CsvDecoder | None = None
     pending: list[Event] = field(default_factory=list)
     broken: str | None = None  # a header without the mapped columns: the file is not read on
+    records: int = 0  # records read that were not skipped (fills or rejects) since it was opened
+    skipped: int = 0  # records the map skipped as not fills, and the reason of the last one
+    skip_reason: str | None = None
+    told_no_fill: bool = False  # "every record skipped" is logged once per file
 
     def close(self) -> None:
         self.handle.close()
@@ -287,6 +291,7 @@ class FileTail(Source):
             handle.seek(tracked.offset)
             data = handle.read(CHUNK)
             if not data:
+                self._tell_no_fill(tracked)
                 return progressed
             end = data.rfind(b"\n") + 1
             if end == 0:
@@ -344,10 +349,27 @@ class FileTail(Source):
             return None
         if self.mapper is not None:
             self.mapper.map_record(record)
-            if record.skipped is not None:
-                return None
+        if record.skipped is not None:
+            tracked.skipped += 1
+            tracked.skip_reason = record.skipped
+            return None
+        tracked.records += 1
         result = checker.fill(record, time.time_ns())
         return None if isinstance(result, str) else result
+
+    def _tell_no_fill(self, tracked: _Tracked) -> None:
+        """Caught up with a file whose every record so far was skipped (a wrong map): say so, once."""
+        if tracked.skipped and not tracked.records and not tracked.told_no_fill:
+            tracked.told_no_fill = True
+            log.error(
+                "file source %s: %s gave no fill: its %d record(s) were skipped as not fills (e.g. %s); "
+                "is %s the right map for it?",
+                self.name,
+                tracked.path,
+                tracked.skipped,
+                tracked.skip_reason,
+                self.config.map,
+            )
 
     def _token_with(self, tracked: _Tracked, offset: int) -> dict[str, FilePosition]:
         token = self.token()

@@ -73,4 +73,10 @@ def _records(lines: Iterable[bytes], name: str, fmt: InputFormat, profile: Colum
     mapper = Mapper(profile)
     if fmt == "jsonl":
         return map_records(iter_jsonl(lines, name), mapper)
-    return map_records(mapper.csv_decoder(name).decode(lines), mapper)
+    return map_records(_decode_all(mapper.csv_decoder(name), lines), mapper)
+
+
+def _decode_all(decoder: CsvDecoder, lines: Iterable[bytes]) -> Iterator[RawRecord]:
+    """The records of a whole file, then the decoder's end-of-file check (a missing section)."""
+    yield from decoder.decode(lines)
+    decoder.finish()

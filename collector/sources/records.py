@@ -102,7 +102,8 @@ class CsvDecoder:
     A UTF-8 byte order mark before the header is dropped. `check_header` runs once on the header
     and raises `UserError` when columns are missing. With `section` (multi-section statements such
     as IBKR's), only lines whose first cell is the section count, and each one whose second cell
-    is `Header` (re)defines the header.
+    is `Header` (re)defines the header; the other lines are skipped records, and `finish` fails a
+    file that never had the section (`label` names the map that wants it).
     """
 
     def __init__(
@@ -111,12 +112,15 @@ class CsvDecoder:
         check_header: HeaderCheck | None = None,
         delimiter: str = ",",
         section: str | None = None,
+        label: str = "the map",
     ) -> None:
         self.name = name
         self.header: list[str] | None = None
         self.check_header = check_header
         self.delimiter = delimiter
         self.section = section
+        self.label = label
+        self.first: tuple[str, list[str]] | None = None  # source and cells of the first line (sectioned files)
 
     def decode(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[RawRecord]:
         for lineno, line in enumerate(lines, first_line):
@@ -137,7 +141,10 @@ class CsvDecoder:
                 yield RawRecord(source, line, error=f"invalid CSV: {exc}")
                 continue
             if self.section is not None:
+                if self.first is None:
+                    self.first = (source, [cell.strip() for cell in cells])
                 if cells[0].strip() != self.section:
+                    yield RawRecord(source, line, skipped=f"not in the {self.section!r} section")
                     continue
                 if len(cells) > 1 and cells[1].strip() == "Header":
                     self._learn_header(cells, source)
@@ -151,6 +158,19 @@ class CsvDecoder:
                 )
                 continue
             yield RawRecord(source, line, dict(zip(self.header, cells, strict=True)))
+
+    def finish(self) -> None:
+        """After the last line: a sectioned file that had lines but never the section's header fails."""
+        if self.section is None or self.header is not None or self.first is None:
+            return
+        source, cells = self.first
+        why = f"{self.name}: no {self.section!r} section (lines {self.section},Header,...) that {self.label} reads"
+        try:
+            if self.check_header is not None:
+                self.check_header(cells, source)
+        except UserError as exc:
+            raise UserError(f"{why}; {exc}") from None
+        raise UserError(f"{why}; its first line is {cells}")
 
     def _learn_header(self, cells: list[str], source: str) -> None:
         header = [cell.strip() for cell in cells]
