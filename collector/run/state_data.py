@@ -195,8 +195,11 @@ def stamps_data(stamps: UniqueTimestamps) -> Data:
 
 
 def stamps_from(data: Data, capacity: int) -> UniqueTimestamps:
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not isinstance(data.get("owners"), list):
+    arrays = (list, np.ndarray)
+    if not isinstance(data, dict) or not all(isinstance(data.get(name), arrays) for name in ("keys", "owners")):
         raise ValueError("timestamp memory: expected {keys: [...], owners: [...]}")
+    if any(isinstance(data[name], np.ndarray) and data[name].dtype != np.int64 for name in ("keys", "owners")):
+        raise ValueError("timestamp memory: expected 64-bit integer arrays")
     return UniqueTimestamps.restore(data, capacity)
 
 

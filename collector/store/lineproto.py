@@ -115,13 +115,13 @@ class UniqueTimestamps:
                     return ts
             ts += 1
 
-    def export(self) -> dict[str, list[int]]:
-        """The remembered keys and owners, oldest first (checkpoint data)."""
+    def export(self) -> dict[str, np.ndarray]:
+        """The remembered keys and owners, oldest first (checkpoint data: int64 arrays, stored as raw bytes)."""
         keys, owners = self._ring.ordered()
-        return {"keys": keys.tolist(), "owners": owners.tolist()}
+        return {"keys": keys, "owners": owners}
 
     @classmethod
-    def restore(cls, data: Mapping[str, list[int]], capacity: int) -> UniqueTimestamps:
+    def restore(cls, data: Mapping[str, np.ndarray | list[int]], capacity: int) -> UniqueTimestamps:
         keys, owners = np.asarray(data["keys"], dtype=np.int64), np.asarray(data["owners"], dtype=np.int64)
         if keys.shape != owners.shape or keys.ndim != 1:
             raise ValueError("timestamp memory: keys and owners differ in length")
