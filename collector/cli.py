@@ -146,11 +146,14 @@ def cmd_query(args: argparse.Namespace) -> int:
     elif args.format == "json":
         print(frame.to_json(orient="records"))
     else:
+        from collector.report import cell
+
         table = Table(show_lines=False)
         for column in frame.columns:
             table.add_column(str(column), justify="right" if frame[column].dtype.kind in "if" else "left")
-        for row in frame.itertuples(index=False):
-            table.add_row(*("" if pd.isna(v) else str(v) for v in row))
+        columns = [str(column) for column in frame.columns]
+        for row in frame.itertuples(index=False):  # rounded for people, like the report (csv/json: full precision)
+            table.add_row(*("—" if pd.isna(v) else cell(c, v) for c, v in zip(columns, row, strict=True)))
         Console(width=None if sys.stdout.isatty() else 400).print(table)
         print(f"{len(frame)} rows")
     return 0

@@ -181,6 +181,7 @@ def _write_config(root: Path, speed: float, backfill_s: float) -> Path:
         # the simulated books enter ~250k per trade in up to 31 strategies: at 5M an account the desk's gross
         # exposure is ~0.7x capital and a day's PnL ~0.2% on average (at 1M: ~3.6x and ~1%)
         "capital": {"default": DEMO_CAPITAL},
+        "metrics": {"day_basis": "calendar"},  # the simulated market trades every day, weekends too (√365 a year)
         "spool": {"dir": str(root / "spool")},
         "ingest": {"dead_letter": str(root / "dead-letter.jsonl")},
         # closed loop: the optimizer's changes change what the simulated desk does

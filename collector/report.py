@@ -153,10 +153,10 @@ def _book(engine: Engine, chunk: list[Fill | Mark], observers: Sequence[Observer
     chunk.clear()
 
 
-def _cell(column: str, value: Any) -> str:
-    """Percentages with 2 decimals, ratios with 2, money in whole units (cents below 100); empty = undefined."""
+def cell(column: str, value: Any) -> str:
+    """Percentages with 2 decimals, ratios with 2, money in whole units (cents below 100); — = undefined."""
     if value is None:
-        return ""
+        return "—"
     if not isinstance(value, float):
         return str(value)
     if column in PERCENT_COLUMNS:
@@ -185,7 +185,7 @@ def render(report: Report, fmt: str, level: str | None) -> str:
         for column in ("account", "strategy", *TABLE_COLUMNS):
             table.add_column(column, justify="left" if column in ("account", "strategy") else "right")
         for row in levels[name]:
-            table.add_row(*(_cell(c, row[c]) for c in ("account", "strategy", *TABLE_COLUMNS)))
+            table.add_row(*(cell(c, row[c]) for c in ("account", "strategy", *TABLE_COLUMNS)))
         console.print(table)
     return console.export_text()
 
