@@ -153,6 +153,9 @@ class SimulatorSourceConfig(_Section):
         "realistic", description="realistic: healthy Sharpe 0.5–2.5; null: no strategy has an edge (same fills)"
     )
     tick: float = Field(0.05, gt=0, le=5, description="wall seconds per simulation step")
+    correlation: float = Field(
+        0.0, ge=0, le=0.9, description="share of each book's daily PnL variance that is one shock common to the desk"
+    )
     parameters_file: Path | None = Field(
         None, description="the optimizer's parameter store: sizes, allocation and on/off are read from it"
     )

@@ -185,7 +185,17 @@ def _write_config(root: Path, speed: float, backfill_s: float) -> Path:
         "spool": {"dir": str(root / "spool")},
         "ingest": {"dead_letter": str(root / "dead-letter.jsonl")},
         # closed loop: the optimizer's changes change what the simulated desk does
-        "sources": [{"type": "simulator", "speed": speed, "backfill": backfill_s, "parameters_file": str(store)}],
+        # correlation: the strategies share a daily desk-wide shock (10% of a book's daily variance), so the desk's
+        # Sharpe is a desk's (~3 expected), not that of 124 independent books (~11)
+        "sources": [
+            {
+                "type": "simulator",
+                "speed": speed,
+                "backfill": backfill_s,
+                "parameters_file": str(store),
+                "correlation": 0.1,
+            }
+        ],
         "jobs": {"lateness": 0, "rollup_every": 5},  # the accelerated clock makes windows complete quickly
         "alerts": {"rules": str(rules["alerts"])},
         "optimize": {"rules": str(rules["optimize"])},

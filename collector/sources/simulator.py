@@ -11,7 +11,13 @@ Calibration (`calibration`): `realistic` gives every strategy a healthy-regime a
 drawn from [0.5, 2.5] — the edge per round trip is solved from the archetype's trade rate, holding
 time, costs and the volatility of its symbols: net edge = SR/√252 · σ_rt / √(round trips per day);
 `null` gives none an edge (gross edge = costs, in every regime) with the same volatility, regimes
-and fills, to measure what an optimizer does when there is nothing to find.
+and fills, to measure what an optimizer does when there is nothing to find. The Sharpe is the
+strategy's, over all its accounts: each book's is SR · √(A + A(A − 1)ρ) / A for A accounts.
+
+Correlation (`correlation` ρ, default 0): a share ρ of every book's daily PnL variance is one shock
+common to the whole desk that day (a pure function of the seed and the day), as strategies of one
+desk share factor exposures; with ρ = 0 the books are independent and a desk of many strategies
+shows a Sharpe no real desk has (31 strategies at 1.5 each: ~8).
 
 Common random numbers: markets and regimes draw from one generator, every book from its own, and a
 book draws the same numbers whatever its size (all of an entry's draws, its exit's included, are
@@ -205,6 +211,7 @@ class _Book:
     cost_bps: float  # expected costs per round trip (slippage both ways + fees)
     rng: random.Random
     open: dict[int, _Open] = field(default_factory=dict)
+    factor_bps: float = 0.0  # a round trip's loading on the desk's daily shock (config `correlation`)
 
 
 def round_trips_per_day(style: Archetype, activity: float, step_s: float) -> float:
@@ -246,11 +253,20 @@ class Simulation:
                     sum(self.markets[s][2] ** 2 for s in symbols) / len(symbols) * style.hold_s / YEAR_S
                 )
                 trips = round_trips_per_day(style, config.activity, step) * len(symbols)
-                edge = sharpe[name] / math.sqrt(TRADING_DAYS) * sigma_rt / math.sqrt(trips)
+                # a share ρ of the book's daily PnL variance is one shock common to the desk each day:
+                # n trips a day load F = σ_rt·√(ρ / ((1 − ρ)·n)) each, so var = n·σ_rt² / (1 − ρ), and the edge
+                # grows by 1/√(1 − ρ) to keep the book's Sharpe at its draw
+                # and the strategy (its books in every account, correlated by ρ) is what has the drawn Sharpe:
+                # SR_strategy = SR_book · A / √(A + A(A − 1)·ρ) for A accounts of equal size
+                rho, n = config.correlation, config.accounts
+                book_sharpe = sharpe[name] * math.sqrt(n + n * (n - 1) * rho) / n
+                edge = book_sharpe / math.sqrt(TRADING_DAYS) * sigma_rt / math.sqrt(trips) / math.sqrt(1 - rho)
                 if config.calibration == "null":
                     edge = 0.0
                 book_rng = random.Random(f"{config.seed}-{account}-{name}")
-                self.books.append(_Book(account, name, style_name, symbols, scale, edge, cost, book_rng))
+                book = _Book(account, name, style_name, symbols, scale, edge, cost, book_rng)
+                book.factor_bps = sigma_rt * math.sqrt(rho / ((1 - rho) * trips)) if trips > 0 else 0.0
+                self.books.append(book)
         self.healthy_sharpe = sharpe
         self.clock_ns = start_ns
         self.prices = [m[1] for m in self.markets]
@@ -259,6 +275,7 @@ class Simulation:
         # markets and regimes draw from their own generator, so what the desk does (e.g. a closed
         # loop changing sizes) never changes the market it trades in
         self.market_rng = random.Random(f"{config.seed}-market")
+        self._shock = (-1, 0.0)  # (UTC day, the desk's common shock that day), derived from the seed and the day
         # closed loop: (strategy, account) → what the parameter store says, e.g. size and parameters
         self.controls: Callable[[str, str], Controls] | None = None
 
@@ -325,6 +342,9 @@ class Simulation:
             sigma = vol * math.sqrt(dt_s / YEAR_S)
             self.prices[i] *= math.exp(sigma * market.gauss(0, 1) - 0.5 * sigma * sigma)
             events.append(Mark(ts=end, symbol=symbol, price=_tick(self.prices[i])))
+        day = start // (86_400 * NS)
+        if self._shock[0] != day:  # a pure function of (seed, day): a restored simulation continues exactly
+            self._shock = (day, random.Random(f"{self.config.seed}-shock-{day}").gauss(0, 1))
         for book in self.books:
             self._trade(book, start, end, dt_s, events)
         self.clock_ns = end
@@ -342,6 +362,7 @@ class Simulation:
                     ts = max(start, position.exit_ns)
                     # the book's fair value at the exit: the market moved by its edge in its favour
                     improvement = book.cost_bps + book.net_edge_bps * self._edge_factor(book)
+                    improvement += book.factor_bps * self._shock[1]
                     arrival = _tick(self.prices[sym] * (1 + position.direction * improvement / 10_000))
                     out.append(
                         self._fill(
