@@ -41,7 +41,7 @@ from collector.store.transport import Endpoint, run_statement
 DEMO_DIR = Path(".stratmon/demo")
 DEMO_DATABASE = "stratmon_demo"
 DAY_S = 86_400.0
-DEMO_CAPITAL = 5_000_000.0  # per simulated account
+DEMO_CAPITAL = 10_000_000.0  # per simulated account
 CLOCK_FILE = "clock.json"  # the simulated clock at the end of the last run
 KEEP = ("influxdb",)  # what starting over leaves in the demo's directory (the server's own files)
 PERCENT = ("win_rate", "return", "return_cum", "drawdown_pct", "max_drawdown_pct")
@@ -178,8 +178,8 @@ def _write_config(root: Path, speed: float, backfill_s: float) -> Path:
     config: dict[str, Any] = {
         "state_dir": str(root),
         "influx": {"database": DEMO_DATABASE},
-        # the simulated books enter ~250k per trade in up to 31 strategies: at 5M an account the desk's gross
-        # exposure is ~0.7x capital and a day's PnL ~0.2% on average (at 1M: ~3.6x and ~1%)
+        # the simulated books enter ~250k per trade in up to 31 strategies: at 10M an account the desk's gross
+        # exposure is ~0.35x capital, and with the desk-wide shock below a day's PnL is typically within ±1%
         "capital": {"default": DEMO_CAPITAL},
         "metrics": {"day_basis": "calendar"},  # the simulated market trades every day, weekends too (√365 a year)
         "spool": {"dir": str(root / "spool")},
