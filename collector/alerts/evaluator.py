@@ -122,12 +122,11 @@ class Watch(ABC):
     `settles_on` says when the statistic is re-read: "tick" (the series changed since the last
     tick), "trip" (end of a batch in which the series closed a round trip), "day" (the engine
     closed one of its days) or None (the watch steps per observation: slippage per fill, and
-    `steps_on_trip` watches per round trip, in event order).
+    degradation per round trip, in event order).
     Instance attributes are plain data (numbers, containers, detectors): they are checkpointed.
     """
 
     settles_on: ClassVar[str | None] = "tick"
-    steps_on_trip: ClassVar[bool] = False
 
     def __init__(self, rule: _Rule, key: tuple[str, str, str]) -> None:
         self.rule = rule
@@ -137,10 +136,6 @@ class Watch(ABC):
         self.clear_since: int | None = None
         self.firing = False
         self.value: float | None = None
-
-    def observe(self, net_pnl: float) -> float | None:
-        """Fold in a round trip's net PnL; the statistic after it (`steps_on_trip` watches)."""
-        raise NotImplementedError
 
     @abstractmethod
     def statistic(self, series: Series, capital: float, now_ns: int) -> float | None:
@@ -253,7 +248,6 @@ class SlippageWatch(Watch):
 class DegradationWatch(Watch):
     rule: DegradationRule
     settles_on = None
-    steps_on_trip = True
 
     def __init__(self, rule: DegradationRule, key: tuple[str, str, str]) -> None:
         super().__init__(rule, key)
@@ -401,7 +395,7 @@ class _Book:
     chain: list[_Watched]  # the chain's series that have watches
     slippage: list[SlippageWatch]  # fed each fill's slippage
     folds: list[ThresholdWatch]  # fed each round trip (windows), read at the end of the batch
-    trips: list[Watch]  # fed each round trip, stepped at once
+    trips: list[DegradationWatch]  # fed each round trip, stepped at once
     stale: list[StalenessWatch]  # the chain's staleness watches (they keep the last fill time)
     fast: bool = False  # a chain series has fast-path current-state watches
     next_day_ns: int = 0  # a fill from here on is the book's first of a later UTC day
@@ -475,7 +469,7 @@ class AlertEngine:
             chain,
             [w for w in watches if isinstance(w, SlippageWatch)],
             [w for w in watches if isinstance(w, ThresholdWatch) and w.window is not None],
-            [w for w in watches if w.steps_on_trip],
+            [w for w in watches if isinstance(w, DegradationWatch)],
             [w for w in watches if isinstance(w, StalenessWatch)],
             any(watched.fast for watched in chain),
         )
