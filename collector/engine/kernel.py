@@ -308,15 +308,16 @@ def _set_mark(
     mark: float,
     ts: int,
     p: int,
+    first: int,
     flat: np.ndarray,
     nflat: int,
 ) -> None:
-    """Revalue symbol y's holders (only position p's chain when the mark is unchanged), then `flat`."""
+    """Revalue symbol y's holders (only p's chain from level `first` when the mark is unchanged), then `flat`."""
     cal = g[G_CALENDAR]
     day = period_day(ts, cal)
     if yi[y, Y_HAS_MARK] == 1 and mark == yf[y, Y_MARK]:
         if p >= 0:
-            for k in range(4):
+            for k in range(first, 4):
                 h = pi[p, P_H0 + k]
                 if hi[h, H_HELD] == 1:
                     _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
@@ -453,12 +454,73 @@ def _fill(
         return
     dq, dc = pf[p, P_Q] - old_q, pf[p, P_C] - old_c
     opened = (1 if pi[p, P_LOTS] > 0 else 0) - was_open
-    notional = qty * price * mult
     has_slip = ei[e, E_HAS_SLIP] == 1
-    slip = ef[e, E_SLIP]
+    _apply_chain(
+        g,
+        sf,
+        si,
+        hf,
+        hi,
+        pf,
+        pi,
+        yf,
+        yi,
+        p,
+        0,
+        ts,
+        price,
+        qty * price * mult,
+        realized,
+        fee,
+        has_slip,
+        ef[e, E_SLIP],
+        trip,
+        net,
+        dq,
+        dc,
+        opened,
+        flat,
+        flat_book,
+    )
+
+
+@njit(cache=True)
+def _apply_chain(
+    g: np.ndarray,
+    sf: np.ndarray,
+    si: np.ndarray,
+    hf: np.ndarray,
+    hi: np.ndarray,
+    pf: np.ndarray,
+    pi: np.ndarray,
+    yf: np.ndarray,
+    yi: np.ndarray,
+    p: int,
+    first: int,
+    ts: int,
+    price: float,
+    notional: float,
+    realized: float,
+    fee: float,
+    has_slip: bool,
+    slip: float,
+    trip: bool,
+    net: float,
+    dq: float,
+    dc: float,
+    opened: int,
+    flat: np.ndarray,
+    flat_book: np.ndarray,
+) -> None:
+    """Book a fill's effect on position p's chain from level `first` on (0 = book … 3 = portfolio), then mark.
+
+    The engine passes first = 0 after the FIFO; an aggregator of partitioned books passes 1 with the
+    book's (realized, fee, dq, dc, opened, trip) from the worker's record: the same operations in the
+    same order, so the aggregates are bit for bit those of one engine.
+    """
     y = pi[p, P_SYMBOL]
     nflat = 0
-    for k in range(4):
+    for k in range(first, 4):
         h = pi[p, P_H0 + k]
         s = hi[h, H_SERIES]
         sf[s, S_REALIZED] += realized
@@ -495,7 +557,7 @@ def _fill(
             nflat += 1
         _touch(g, si, s)
     mark = yf[y, Y_MARK] if yi[y, Y_STREAMED] == 1 else price
-    _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, p, flat, nflat)
+    _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, p, first, flat, nflat)
     for i in range(nflat):
         h = flat[i]
         if flat_book[i] == 1 or hi[h, H_BOOKS] == 0:
@@ -544,7 +606,7 @@ def run(
             y = ei[e, E_ID]
             yi[y, Y_STREAMED] = 1
             tf[e, T_REALIZED] = 0.0
-            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, ef[e, E_PRICE], ts, -1, flat, 0)
+            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, ef[e, E_PRICE], ts, -1, 0, flat, 0)
 
 
 @njit(cache=True)
