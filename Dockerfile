@@ -12,7 +12,8 @@ COPY collector ./collector
 # shipped in the package as collector/data/ (pyproject.toml); /app/rules is also what docker/collector.yaml reads
 COPY rules ./rules
 COPY examples/maps ./examples/maps
-RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/stratmon --create-home stratmon \
+# .[bus]: nats-py, for the scale profile's router, workers and aggregator (docker-compose.yml)
+RUN pip install .[bus] && useradd --system --uid 10001 --home-dir /var/lib/stratmon --create-home stratmon \
     && install -d -o stratmon -g stratmon /var/lib/stratmon/grafana-alerting  # a volume inherits this owner
 COPY docker/collector.yaml /etc/stratmon/stratmon.yaml
 
