@@ -665,3 +665,104 @@ def observe(g: np.ndarray, sf: np.ndarray, si: np.ndarray, s: int, ts: int) -> N
     sf[s, S_UNREALIZED] = unrealized
     cal = g[G_CALENDAR]
     _observe(sf, si, s, sf[s, S_REALIZED] - sf[s, S_FEES] + unrealized, period_day(ts, cal), cal)
+
+
+# ---- partitioned books (collector/bus): run_records' event kinds beyond run's fill (0) and mark (1) ----------
+K_TICK = 2  # another partition's fill (id = symbol): its price moves the symbol as that fill's would
+K_RECORD = 3  # a worker's booked fill (id = position): its effect on levels 1..3
+R_NOTIONAL, R_REALIZED, R_FEE, R_SLIP, R_NET, R_DQ, R_DC = range(7)  # rf: a fill's record, floats
+R_HAS_SLIP, R_TRIP, R_OPENED = range(3)  # ri: its integers
+RF_WIDTH, RI_WIDTH = 7, 3
+
+
+@njit(cache=True, nogil=True)
+def run_records(
+    g: np.ndarray,
+    sf: np.ndarray,
+    si: np.ndarray,
+    hf: np.ndarray,
+    hi: np.ndarray,
+    pf: np.ndarray,
+    pi: np.ndarray,
+    lf: np.ndarray,
+    ln: np.ndarray,
+    yf: np.ndarray,
+    yi: np.ndarray,
+    ei: np.ndarray,
+    ef: np.ndarray,
+    tf: np.ndarray,
+    ti: np.ndarray,
+    rf: np.ndarray,
+    ri: np.ndarray,
+    capital: np.ndarray,
+) -> None:
+    """`run` for a partition's worker (fills, ticks, marks) or the aggregator (records, marks), in global order.
+
+    A fill (kind 0) is booked as `run` books it, and its record goes out in rf/ri: notional = qty × price ×
+    multiplier, realized, fee, slippage, trip net, dq/dc = the position's change in q and cost, opened = change
+    in "has open lots". A tick (kind 2) is what another book's fill does to this engine's holders: the symbol
+    is marked at the fill price (its streamed mark if it has a marks stream), the chain of no position here.
+    A record (kind 3) is `_apply_chain(first=1)` with the worker's values: the aggregates of one engine.
+    """
+    flat = np.empty(4, np.int64)
+    flat_book = np.empty(4, np.int64)
+    update = 0
+    for e in range(ei.shape[0]):
+        while update < capital.shape[0] and capital[update, 0] <= e:
+            sf[int(capital[update, 1]), S_CAPITAL] = capital[update, 2]
+            update += 1
+        ts = ei[e, E_TS]
+        if ts > g[G_CLOCK]:
+            g[G_CLOCK] = ts
+        kind = ei[e, E_KIND]
+        if kind == 0:
+            p = ei[e, E_ID]
+            old_q, old_c, was_open = pf[p, P_Q], pf[p, P_C], 1 if pi[p, P_LOTS] > 0 else 0
+            _fill(g, sf, si, hf, hi, pf, pi, lf, ln, yf, yi, ei, ef, tf, ti, e, flat, flat_book)
+            rf[e, R_NOTIONAL] = ef[e, E_QTY] * ef[e, E_PRICE] * ef[e, E_MULT]
+            rf[e, R_REALIZED] = tf[e, T_REALIZED]
+            rf[e, R_FEE] = ef[e, E_FEE]
+            rf[e, R_SLIP] = ef[e, E_SLIP]
+            rf[e, R_NET] = tf[e, T_NET] if ti[e, T_HAS] == 1 else 0.0
+            rf[e, R_DQ] = pf[p, P_Q] - old_q
+            rf[e, R_DC] = pf[p, P_C] - old_c
+            ri[e, R_HAS_SLIP] = ei[e, E_HAS_SLIP]
+            ri[e, R_TRIP] = ti[e, T_HAS]
+            ri[e, R_OPENED] = (1 if pi[p, P_LOTS] > 0 else 0) - was_open
+        elif kind == K_RECORD:
+            p = ei[e, E_ID]
+            _apply_chain(
+                g,
+                sf,
+                si,
+                hf,
+                hi,
+                pf,
+                pi,
+                yf,
+                yi,
+                p,
+                1,
+                ts,
+                ef[e, E_PRICE],
+                rf[e, R_NOTIONAL],
+                rf[e, R_REALIZED],
+                rf[e, R_FEE],
+                ri[e, R_HAS_SLIP] == 1,
+                rf[e, R_SLIP],
+                ri[e, R_TRIP] == 1,
+                rf[e, R_NET],
+                rf[e, R_DQ],
+                rf[e, R_DC],
+                ri[e, R_OPENED],
+                flat,
+                flat_book,
+            )
+        else:
+            y = ei[e, E_ID]
+            if kind == 1:
+                yi[y, Y_STREAMED] = 1
+                mark = ef[e, E_PRICE]
+            else:
+                mark = yf[y, Y_MARK] if yi[y, Y_STREAMED] == 1 else ef[e, E_PRICE]
+            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, -1, 0, flat, 0)
