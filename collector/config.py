@@ -236,6 +236,43 @@ class OptimizeConfig(_Section):
     every: float = Field(3600.0, gt=0, description="seconds between optimization runs inside `stratmon run`")
 
 
+class JetStreamBusConfig(_Section):
+    """Bus mode on a NATS JetStream cluster (collector/bus/jetstream.py). Credentials are never in this file:
+    a token comes from the environment variable named by `token_env`, or a NATS creds file by path."""
+
+    kind: Literal["jetstream"]
+    urls: list[str] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1, description="the cluster's servers"
+    )
+    stream: str = Field(
+        "STRATMON", pattern=r"^[A-Za-z0-9_-]+$", description="stream name; also its subjects' prefix and buckets'"
+    )
+    partitions: int = Field(4, ge=1, le=1024, description="books are spread over this many fills.<p> subjects")
+    replicas: int = Field(3, ge=1, le=5, description="copies of the stream, leases and checkpoints (odd: quorum)")
+    lease_ttl: float = Field(5.0, ge=1, le=3600, description="seconds a worker's lease lasts without a renewal")
+    dedupe_window: float = Field(600.0, gt=0, le=86_400, description="seconds a message id is remembered")
+    retention: float = Field(7 * 86_400.0, gt=0, description="seconds messages are kept (longest worker outage)")
+    publish_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a publish retries before failing")
+    token_env: str = Field("STRATMON_NATS_TOKEN", min_length=1, description="environment variable of the token")
+    creds_file: Path | None = Field(None, description="NATS credentials file (JWT + nkey seed)")
+
+    @field_validator("urls")
+    @classmethod
+    def _nats_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("nats", "tls") or not parsed.hostname:
+                raise ValueError(f"{url!r}: expected nats://host:port or tls://host:port")
+            if parsed.username or parsed.password:
+                # URLs end up in log lines; secrets must not
+                raise ValueError("no credentials in a URL: put the token in token_env's variable or use creds_file")
+        return urls
+
+
+# One backend today; a second one becomes Annotated[JetStreamBusConfig | KafkaBusConfig, Field(discriminator="kind")]
+BusConfig = JetStreamBusConfig
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -255,6 +292,7 @@ class Settings(BaseSettings):
     jobs: JobsConfig = JobsConfig()
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # rules paths depend on the working directory
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    bus: BusConfig | None = Field(None, description="off: one process; set: router, workers and aggregator")
 
     @property
     def config_path(self) -> Path | None:
