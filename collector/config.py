@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -236,12 +237,26 @@ class OptimizeConfig(_Section):
     every: float = Field(3600.0, gt=0, description="seconds between optimization runs inside `stratmon run`")
 
 
+def _nats_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.username or parsed.password:
+        # URLs end up in log lines and errors; secrets must not
+        raise ValueError("no credentials in a URL: put the token in token_env's variable or use creds_file")
+    if parsed.scheme not in ("nats", "tls") or not parsed.hostname:
+        raise ValueError("nats://host:port or tls://host:port")
+    return url
+
+
+# one item at a time, so an error shows that URL (with any user:password@ masked), not the whole list
+NatsUrl = Annotated[str, AfterValidator(_nats_url)]
+
+
 class JetStreamBusConfig(_Section):
     """Bus mode on a NATS JetStream cluster (collector/bus/jetstream.py). Credentials are never in this file:
     a token comes from the environment variable named by `token_env`, or a NATS creds file by path."""
 
     kind: Literal["jetstream"]
-    urls: list[str] = Field(
+    urls: list[NatsUrl] = Field(
         default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1, description="the cluster's servers"
     )
     stream: str = Field(
@@ -255,18 +270,6 @@ class JetStreamBusConfig(_Section):
     publish_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a publish retries before failing")
     token_env: str = Field("STRATMON_NATS_TOKEN", min_length=1, description="environment variable of the token")
     creds_file: Path | None = Field(None, description="NATS credentials file (JWT + nkey seed)")
-
-    @field_validator("urls")
-    @classmethod
-    def _nats_urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            parsed = urlparse(url)
-            if parsed.scheme not in ("nats", "tls") or not parsed.hostname:
-                raise ValueError(f"{url!r}: expected nats://host:port or tls://host:port")
-            if parsed.username or parsed.password:
-                # URLs end up in log lines; secrets must not
-                raise ValueError("no credentials in a URL: put the token in token_env's variable or use creds_file")
-        return urls
 
 
 # One backend today; a second one becomes Annotated[JetStreamBusConfig | KafkaBusConfig, Field(discriminator="kind")]

@@ -125,20 +125,27 @@ class JetStreamBus(Bus):
         async def disconnected() -> None:
             log.warning("NATS: disconnected; reconnecting")
 
+        if config.creds_file is not None and not config.creds_file.is_file():
+            raise BusError(f"bus.creds_file: {config.creds_file} is not a file")
+        connecting = nats.connect(
+            servers=config.urls,
+            token=token,
+            user_credentials=str(config.creds_file) if config.creds_file else None,
+            connect_timeout=_ATTEMPT,
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,  # servers come back; the caller's timeouts bound each request
+            error_cb=error,
+            disconnected_cb=disconnected,
+        )
+        where = ", ".join(config.urls)
         try:
-            nc = await nats.connect(
-                servers=config.urls,
-                token=token,
-                user_credentials=str(config.creds_file) if config.creds_file else None,
-                connect_timeout=_ATTEMPT,
-                reconnect_time_wait=0.2,
-                max_reconnect_attempts=-1,  # servers come back; the caller's timeouts bound each request
-                error_cb=error,
-                disconnected_cb=disconnected,
-            )
+            # the first connect retries forever too (max_reconnect_attempts=-1): bound it here
+            nc = await asyncio.wait_for(connecting, config.publish_timeout)
+        except TimeoutError:
+            raise BusError(f"no NATS server of {where} answered within {config.publish_timeout:g} s") from None
         except (OSError, nats.errors.Error) as exc:
             # the exception names hosts and ports at most, never the token
-            raise BusError(f"cannot connect to NATS at {', '.join(config.urls)}: {exc}") from None
+            raise BusError(f"cannot connect to NATS at {where}: {exc}") from None
         return cls(config, nc)
 
     @property
