@@ -88,7 +88,7 @@ class Bus(ABC):
     @abstractmethod
     def read(self, subjects: str | Sequence[str], after: int) -> AsyncGenerator[Message, None]:
         """Every message on `subjects` with sequence > `after`, in stream order, then new ones as they
-        come (it never ends by itself; close it with `aclose()` or by leaving an `async for`).
+        come; it ends when the bus is closed (close it earlier with `aclose()` or by leaving an `async for`).
 
         Survives broker restarts and leader changes: it resumes after the last message it yielded.
         """

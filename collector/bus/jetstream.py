@@ -53,6 +53,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
     nats.js.errors.ServerError,
 )
+_CLOSED = (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)
 _WRONG_LAST = (10071, 10164)  # JetStream err_codes of a failed expected-last-subject-sequence check
 _SUBJECT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _FILTER = re.compile(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$")
@@ -296,9 +297,10 @@ class JetStreamBus(Bus):
         prefix = len(self._stream) + 1
         position = after
         delay = 0.05
-        while True:
+        while not self._nc.is_closed:
+            consumer = uuid.uuid4().hex
             try:
-                sub = await self._consumer(filters, position + 1)
+                sub = await self._consumer(consumer, filters, position + 1)
             except _TRANSIENT:
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 1.0)
@@ -325,11 +327,12 @@ class JetStreamBus(Bus):
                 log.info("bus read %s: consumer restarts after sequence %d (%s)", names, position, type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 1.0)
+            except _CLOSED:
+                return  # the bus was closed: the read ends
             finally:
-                await self._drop(sub)
+                await self._drop(sub, consumer)
 
-    async def _consumer(self, filters: list[str], start: int) -> JetStreamContext.PullSubscription:
-        name = uuid.uuid4().hex
+    async def _consumer(self, name: str, filters: list[str], start: int) -> JetStreamContext.PullSubscription:
         config = api.ConsumerConfig(
             name=name,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
@@ -346,14 +349,13 @@ class JetStreamBus(Bus):
         await self._js.add_consumer(self._stream, config)
         return await self._js.pull_subscribe_bind(consumer=name, stream=self._stream)
 
-    async def _drop(self, sub: JetStreamContext.PullSubscription) -> None:
+    async def _drop(self, sub: JetStreamContext.PullSubscription, consumer: str) -> None:
         """Best effort: a dead server's consumer is dropped by its inactive_threshold instead."""
-        info_name = sub._consumer  # nats-py keeps no public accessor
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-        if info_name and not self._nc.is_closed:
+        if not self._nc.is_closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._js.delete_consumer(self._stream, info_name), 0.5)
+                await asyncio.wait_for(self._js.delete_consumer(self._stream, consumer), 0.5)
 
     async def lease(self, name: str, owner: str, ttl: float) -> Lease:
         self._subject(name)  # the same alphabet as KV keys

@@ -160,16 +160,28 @@ class NatsCluster:
     def leader(self, stream: str, timeout: float = 20.0) -> int:
         """Index of the live node leading `stream` (the monitoring endpoint's view of its Raft group);
         waits while an election after a kill is still running."""
+        return self._leader(stream, None, timeout)
+
+    def consumer_host(self, stream: str, timeout: float = 20.0) -> int:
+        """Index of the live node leading `stream`'s one consumer (an R1 reader's consumer lives there only)."""
+        return self._leader(stream, "consumer", timeout)
+
+    def _leader(self, stream: str, consumer: str | None, timeout: float) -> int:
         names = [node.name for node in self.nodes]
+        query = "/jsz?accounts=true&streams=true" + ("&consumers=true" if consumer else "")
         deadline = time.monotonic() + timeout
         while True:
             for i in self.alive():
-                jsz = self._get(i, "/jsz?accounts=true&streams=true")
+                jsz = self._get(i, query)
                 for account in (jsz or {}).get("account_details") or []:
                     for detail in account.get("stream_detail") or []:
-                        leader = (detail.get("cluster") or {}).get("leader")
-                        if detail.get("name") == stream and leader in names and names.index(leader) in self.alive():
-                            return names.index(leader)
+                        if detail.get("name") != stream:
+                            continue
+                        groups = detail.get("consumer_detail") or [] if consumer else [detail]
+                        for group in groups:
+                            leader = (group.get("cluster") or {}).get("leader")
+                            if leader in names and names.index(leader) in self.alive():
+                                return names.index(leader)
             if time.monotonic() > deadline:
-                raise LookupError(f"no live leader of stream {stream} within {timeout:g} s")
+                raise LookupError(f"no live leader of stream {stream} {consumer or ''} within {timeout:g} s")
             time.sleep(0.1)

@@ -52,6 +52,9 @@ def test_publish_is_read_in_stream_order_and_a_repeated_id_is_stored_once(nats_c
         assert got[-1].pending == 0
         both = bus.read(["fills.0", "fills.1"], after=seqs[9])
         assert [m.data for m in await take(both, 10)] == [b"m%d" % i for i in range(10, 20)]
+        every = bus.read("fills.*", after=0)
+        assert [m.subject for m in await take(every, 3)] == ["fills.0", "fills.1", "fills.0"]
+        await every.aclose()
         late = await bus.publish("fills.1", b"late", "b20")
         assert (await anext(one)).seq == late  # a live read sees new messages
         await one.aclose()
@@ -72,7 +75,7 @@ def test_a_stream_made_for_other_partitions_is_refused(nats_cluster: NatsCluster
     run(scenario())
 
 
-def test_read_resumes_in_order_after_the_stream_leader_is_killed(nats_cluster: NatsCluster) -> None:
+def test_a_read_resumes_in_order_after_its_server_and_the_stream_leader_are_killed(nats_cluster: NatsCluster) -> None:
     settings = config(nats_cluster)
 
     async def scenario() -> None:
@@ -80,17 +83,26 @@ def test_read_resumes_in_order_after_the_stream_leader_is_killed(nats_cluster: N
         await bus.ensure_stream(partitions=1)
         for i in range(20):
             await bus.publish("fills.0", b"%d" % i, f"a{i}")
-        messages = bus.read("fills.0", after=0)
-        first = await take(messages, 10)
+        host = nats_cluster.leader(settings.stream)
+        # the reader knows one URL only: it finds the others from the cluster when that server dies
+        reader = await JetStreamBus.connect(settings.model_copy(update={"urls": [nats_cluster.urls[host]]}))
+        messages = reader.read("fills.0", after=0)
+        got = await take(messages, 10)
+        # the reader's consumer dies with its server: a new one starts after the last message yielded
+        await asyncio.to_thread(nats_cluster.kill, nats_cluster.consumer_host(settings.stream))
+        got += await take(messages, 10)
+        await asyncio.to_thread(nats_cluster.heal)
         leader = nats_cluster.leader(settings.stream)
         await asyncio.to_thread(nats_cluster.kill, leader)
         assert leader not in nats_cluster.alive()
         for i in range(20, 40):  # retried through the election
             await bus.publish("fills.0", b"%d" % i, f"a{i}")
-        rest = await take(messages, 30)
-        assert [m.data for m in first + rest] == [b"%d" % i for i in range(40)]
-        assert [m.seq for m in first + rest] == list(range(1, 41))
-        await messages.aclose()
+        got += await take(messages, 20)
+        assert [m.data for m in got] == [b"%d" % i for i in range(40)]
+        assert [m.seq for m in got] == list(range(1, 41))
+        await reader.close()
+        with pytest.raises(StopAsyncIteration):  # a closed bus ends its reads
+            await anext(messages)
         await bus.close()
 
     run(scenario())
