@@ -27,7 +27,6 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -120,20 +119,23 @@ class JetStreamBus(Bus):
     async def connect(cls, config: JetStreamBusConfig) -> JetStreamBus:
         token = os.environ.get(config.token_env) or None
 
+        nc = Client()
+
         async def error(exc: Exception) -> None:
             log.warning("NATS connection: %s", exc)
 
         async def disconnected() -> None:
-            log.warning("NATS: disconnected; reconnecting")
+            if not (nc.is_closed or nc.is_draining):  # not our own close()
+                log.warning("NATS: disconnected; reconnecting")
 
         if config.creds_file is not None and not config.creds_file.is_file():
             raise BusError(f"bus.creds_file: {config.creds_file} is not a file")
-        connecting = nats.connect(
+        connecting = nc.connect(
             servers=config.urls,
             token=token,
             user_credentials=str(config.creds_file) if config.creds_file else None,
-            connect_timeout=_ATTEMPT,
-            reconnect_time_wait=0.2,
+            connect_timeout=round(_ATTEMPT),
+            reconnect_time_wait=0.2,  # type: ignore[arg-type]  # annotated int, used as seconds by asyncio.sleep
             max_reconnect_attempts=-1,  # servers come back; the caller's timeouts bound each request
             error_cb=error,
             disconnected_cb=disconnected,
@@ -141,7 +143,7 @@ class JetStreamBus(Bus):
         where = ", ".join(config.urls)
         try:
             # the first connect retries forever too (max_reconnect_attempts=-1): bound it here
-            nc = await asyncio.wait_for(connecting, config.publish_timeout)
+            await asyncio.wait_for(connecting, config.publish_timeout)
         except TimeoutError:
             raise BusError(f"no NATS server of {where} answered within {config.publish_timeout:g} s") from None
         except (OSError, nats.errors.Error) as exc:
