@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from collector.bus.base import Bus, BusError, LeaseHeld, LeaseLost, Message
+from collector.bus.base import Bus, BusError, Lease, LeaseHeld, LeaseLost, Message
 from collector.bus.jetstream import JetStreamBus
 from collector.config import JetStreamBusConfig
 from tests.bus.natscluster import NatsCluster
@@ -115,7 +115,9 @@ async def _two(cluster: NatsCluster) -> tuple[Bus, Bus]:
     return a, b
 
 
-def test_a_lease_excludes_then_expires_and_fences_the_stale_holder(nats_cluster: NatsCluster) -> None:
+def test_a_lease_excludes_then_expires_and_fences_the_stale_holder(
+    nats_cluster: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def scenario() -> None:
         a, b = await _two(nats_cluster)
         held = await a.lease("part.0", "worker-a", ttl=1.0)
@@ -136,6 +138,14 @@ def test_a_lease_excludes_then_expires_and_fences_the_stale_holder(nats_cluster:
         with pytest.raises(LeaseLost):
             await held.renew()
         with pytest.raises(LeaseLost):
+            await a.save("part.0", b"stale", held)
+        assert await a.load("part.0") == b"state of b"
+
+        async def paused(lease: Lease) -> Lease:  # a passed its lease check just before b took over
+            return lease
+
+        monkeypatch.setattr(a, "_check", paused)
+        with pytest.raises(LeaseLost, match="later lease holder"):  # the token in b's checkpoint fences a
             await a.save("part.0", b"stale", held)
         assert await a.load("part.0") == b"state of b"
         await taken.renew()
