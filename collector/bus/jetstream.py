@@ -64,7 +64,8 @@ _EXPECTED_LAST = api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 _TTL = api.Header.MSG_TTL.value  # per-message TTL (nats-server 2.11+)
 _HEADER_ROOM = 1024  # headers (msg id, expected sequence, TTL) beside a payload
 _ATTEMPT = 2.0  # seconds one request waits before it is retried
-_FETCH = 256  # messages per pull request
+_FETCH = 256  # most messages per pull request
+_FETCH_BYTES = 8 << 20  # bytes per pull request, about: batches of ~1 MB parts stay small in memory
 _IDLE = 1.0  # seconds a pull waits for new messages before the consumer is checked
 
 
@@ -299,6 +300,7 @@ class JetStreamBus(Bus):
         prefix = len(self._stream) + 1
         position = after
         delay = 0.05
+        largest = 0  # bytes of the largest message seen; none yet: 16 per pull
         while not self._nc.is_closed:
             consumer = uuid.uuid4().hex
             try:
@@ -313,7 +315,8 @@ class JetStreamBus(Bus):
             try:
                 while True:
                     try:
-                        batch: list[Msg] = await sub.fetch(_FETCH, timeout=_IDLE)
+                        size = max(1, min(_FETCH, _FETCH_BYTES // largest)) if largest else 16
+                        batch: list[Msg] = await sub.fetch(size, timeout=_IDLE)
                     except TimeoutError:
                         await sub.consumer_info()  # nothing new, unless the consumer died: then this raises
                         continue
@@ -323,6 +326,7 @@ class JetStreamBus(Bus):
                             raise _Gap
                         expected += 1
                         position = meta.sequence.stream
+                        largest = max(largest, len(msg.data))
                         delay = 0.05
                         yield Message(position, msg.subject[prefix:], msg.data, meta.num_pending)
             except _RESTART as exc:
