@@ -89,18 +89,23 @@ class JetStreamLease(Lease):
         self.ttl = ttl
         self.token = revision
         self.revision = revision  # of the lease entry: moves on every renewal
+        # a save's lease check waits for a renewal in flight (a renewal task beside the saves), else it
+        # would see the entry's new revision before `revision` has it
+        self.lock = asyncio.Lock()
 
     async def renew(self) -> None:
-        try:
-            self.revision = await self._bus._cas(
-                self._bus._leases_kv, self.name, self.owner.encode(), self.revision, self.ttl
-            )
-        except _Conflict:
-            raise LeaseLost(f"lease {self.name} of {self.owner} expired or was taken over") from None
+        async with self.lock:
+            try:
+                self.revision = await self._bus._cas(
+                    self._bus._leases_kv, self.name, self.owner.encode(), self.revision, self.ttl
+                )
+            except _Conflict:
+                raise LeaseLost(f"lease {self.name} of {self.owner} expired or was taken over") from None
 
     async def release(self) -> None:
-        with contextlib.suppress(_Conflict):  # already expired or taken: nothing of ours to give up
-            await self._bus._delete(self._bus._leases_kv, self.name, self.revision)
+        async with self.lock:
+            with contextlib.suppress(_Conflict):  # already expired or taken: nothing of ours to give up
+                await self._bus._delete(self._bus._leases_kv, self.name, self.revision)
 
 
 class JetStreamBus(Bus):
@@ -378,7 +383,8 @@ class JetStreamBus(Bus):
     async def _check(self, lease: Lease) -> JetStreamLease:
         if not isinstance(lease, JetStreamLease) or lease._bus is not self:
             raise BusError(f"lease {lease.name} is not one of this bus")
-        revision, _ = await self._get(self._leases_kv, lease.name)
+        async with lease.lock:
+            revision, _ = await self._get(self._leases_kv, lease.name)
         if revision != lease.revision:
             raise LeaseLost(f"lease {lease.name} of {lease.owner} expired or was taken over")
         return lease

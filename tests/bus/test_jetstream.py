@@ -125,7 +125,8 @@ def test_a_lease_excludes_then_expires_and_fences_the_stale_holder(
         with pytest.raises(LeaseHeld) as info:
             await b.lease("part.0", "worker-b", ttl=1.0)
         assert info.value.owner == "worker-a"
-        await held.renew()
+        for _ in range(3):  # renewals beside saves (a renewal task): a save waits for the renewal in flight
+            await asyncio.gather(held.renew(), a.save("part.0", b"state of a", held))
         while True:  # a stops renewing (paused, partitioned): its lease expires on the server's clock
             try:
                 taken = await b.lease("part.0", "worker-b", ttl=1.0)
