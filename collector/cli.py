@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not settings.sources:
         raise UserError("nothing to run: the config has no sources (see stratmon.example.yaml, section sources:)")
+    if settings.bus is not None:
+        return _run_router(settings, args.duration)
     collector = Collector(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: collector.stop())
@@ -182,6 +185,62 @@ def cmd_run(args: argparse.Namespace) -> int:
         collector.checker.rejected,
         counters.fills_duplicate,
     )
+    return 0
+
+
+def _run_router(settings: Settings, duration: float | None) -> int:
+    """Bus mode: this process routes the sources to the bus; `stratmon worker` and `stratmon aggregate` book."""
+    import threading
+
+    from collector.run.bus_router import BusRouter
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    router = BusRouter(settings, stopping)
+    log.info("stratmon run (router): %d sources → %d partitions", len(router.sources), settings.bus.partitions)  # type: ignore[union-attr]
+    asyncio.run(router.run(duration))
+    log.info(
+        "stopped: %d fills routed, %d rejected, %d duplicates",
+        router.fills_in,
+        router.checker.rejected,
+        router.duplicates,
+    )
+    return 0
+
+
+def _until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> None:
+    """Run `main(stopping)` in an event loop; SIGTERM/SIGINT set `stopping` (it checkpoints and returns)."""
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await main(stopping)
+
+    asyncio.run(run())
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from collector.run.bus_common import bus_config
+    from collector.run.bus_worker import parse_partitions, run_workers
+
+    settings = _settings(args)
+    try:
+        span = parse_partitions(args.partitions, bus_config(settings).partitions)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    log.info("stratmon worker: partitions %d-%d", span.start, span.stop - 1)
+    _until_signal(lambda stopping: run_workers(settings, span, stopping))
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from collector.run.bus_aggregator import run_aggregator
+
+    settings = _settings(args)
+    _until_signal(lambda stopping: run_aggregator(settings, stopping))
     return 0
 
 
@@ -505,6 +564,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--live", action="store_true", help="show the live terminal view")
     run.set_defaults(func=cmd_run)
 
+    worker = sub.add_parser("worker", parents=[common], help="bus mode: book partitions A-B from the bus")
+    worker.add_argument("--partitions", required=True, help="A-B or A: 0-based, within bus.partitions")
+    worker.set_defaults(func=cmd_worker)
+
+    aggregate = sub.add_parser("aggregate", parents=[common], help="bus mode: strategy/account/portfolio series")
+    aggregate.set_defaults(func=cmd_aggregate)
+
     rollup = sub.add_parser("rollup", parents=[common], help="backfill perf_1m/1h/1d between two times")
     rollup.add_argument("--from", dest="start", required=True, help="RFC 3339 time or epoch ns")
     rollup.add_argument("--to", dest="end", required=True, help="RFC 3339 time or epoch ns")
@@ -581,7 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure(args.log_level or ("INFO" if args.command == "run" else "WARNING"), args.log_format or "text")
+    configure(
+        args.log_level or ("INFO" if args.command in ("run", "worker", "aggregate") else "WARNING"),
+        args.log_format or "text",
+    )
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)

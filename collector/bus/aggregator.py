@@ -32,6 +32,7 @@ class Applied:
 @dataclass(slots=True)
 class _Pending:
     records: Records
+    position: int  # its stream sequence
     done: int = 0  # its rows already applied
     marks_done: int = 0
 
@@ -49,13 +50,13 @@ class Aggregates:
             self.watermarks = [-1] * self.partitions
         self.pending = [deque() for _ in range(self.partitions)]
 
-    def add(self, records: Records) -> None:
-        """One worker message; rows at or below `applied` (a replay after a restart) are skipped."""
+    def add(self, records: Records, position: int = 0) -> None:
+        """One worker message (at stream sequence `position`); rows at or below `applied` (a replay) are skipped."""
         p = records.partition
         if records.watermark <= self.watermarks[p]:
             return
         self.watermarks[p] = records.watermark
-        item = _Pending(records)
+        item = _Pending(records, position)
         item.done = bisect.bisect_right(records.seq, self.applied)
         item.marks_done = bisect.bisect_right(records.marks.seq, self.applied)
         self.pending[p].append(item)
@@ -118,6 +119,12 @@ class Aggregates:
         self.applied = upto
         trips.sort(key=lambda item: item[0])
         return Applied(n - n_marks, n_marks, [trip for _, trip in trips])
+
+    def resume_position(self, last: int) -> int:
+        """Where to read again after a restart (`last` = the last message read): before the oldest one not wholly
+        applied. Restored with watermarks = [applied] × P, the re-read skips what was applied."""
+        pending = [queue[0].position for queue in self.pending if queue]
+        return min(pending) - 1 if pending else last
 
     @staticmethod
     def _trips(r: Records, a: int, end: int) -> list[tuple[int, RoundTrip]]:

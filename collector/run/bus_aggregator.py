@@ -1,0 +1,145 @@
+"""`stratmon aggregate`: `records.*` → strategy, account and portfolio series (exact) → InfluxDB and the alert rules.
+
+Reads every partition's records in stream order, applies what is complete (up to the lowest watermark,
+collector/bus/aggregator.py), writes the changed aggregates' perf points and runs the alert rules on them
+(series rules: on each applied stretch, as the single process does at a flush). Its checkpoint (under the
+`aggregator` lease) is the engine state + the last global seq applied + where to re-read the stream: before
+the oldest records message not wholly applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collector.alerts.evaluator import AlertEngine, AlertEvent
+from collector.alerts.rules import load_rules
+from collector.bus.aggregator import Aggregates
+from collector.bus.base import Bus, Lease
+from collector.bus.records import RECORDS_DECODER
+from collector.config import Settings
+from collector.errors import UserError
+from collector.run.bus_common import bus_config, holding, open_bus, restore, save
+from collector.run.checkpoint import Checkpoint
+from collector.run.collector import perf_line
+from collector.run.state_data import alerts_data, alerts_from
+from collector.store.connect import open_writer
+from collector.store.lineproto import point
+from collector.store.writer import Writer
+
+log = logging.getLogger(__name__)
+NAME = "aggregator"
+
+
+class Aggregator:
+    def __init__(self, settings: Settings, bus: Bus, writer: Writer, owner: str) -> None:
+        self.settings, self.bus, self.writer, self.owner = settings, bus, writer, owner
+        self.aggregates: Aggregates | None = None
+        self.alerts: AlertEngine | None = None
+
+    @property
+    def applied(self) -> int:
+        return -1 if self.aggregates is None else self.aggregates.applied
+
+    async def run(self) -> None:
+        config = bus_config(self.settings)
+        async with holding(self.bus, NAME, self.owner, config.lease_ttl) as lease:
+            state = await restore(self.bus, NAME, self.settings)
+            applied = int(state.tokens.get("applied", -1))
+            self.aggregates = aggregates = Aggregates(
+                config.partitions, state.engine, applied, [applied] * config.partitions
+            )
+            self.alerts = self._alerts(state)
+            position = last = int(state.tokens.get("position", 0))
+            subjects = [f"records.{p}" for p in range(config.partitions)]
+            saved_at = time.monotonic()
+            try:
+                async for message in self.bus.read(subjects, position):
+                    aggregates.add(RECORDS_DECODER.decode(message.data), message.seq)
+                    last = message.seq
+                    aggregates.apply()
+                    self._write(state)
+                    if time.monotonic() - saved_at >= self.settings.run.snapshot_interval:
+                        await self._checkpoint(state, aggregates.resume_position(last), lease)
+                        saved_at = time.monotonic()
+            except asyncio.CancelledError:  # between messages (apply is synchronous): the state is whole
+                await self._checkpoint(state, aggregates.resume_position(last), lease)
+                raise
+
+    def _alerts(self, state: Checkpoint) -> AlertEngine | None:
+        if not self.settings.alerts.enabled:
+            return None
+        rules_path = self.settings.alerts.rules
+        if not Path(rules_path).is_file():
+            raise UserError(f"alerts.rules: {rules_path} not found; point it at your rules file or set alerts.enabled")
+        rules = load_rules(rules_path)
+        engine = AlertEngine(rules, state.engine)
+        engine.adopt(alerts_from(state.alerts, rules))
+        return engine
+
+    def _write(self, state: Checkpoint) -> None:
+        engine = state.engine
+        changed = {s for s in engine.take_changed() if s.level != "book"}
+        if not changed:
+            return
+        clock = engine.clock_ns
+        self.writer.write_lines([perf_line(engine.row(s), clock) for s in changed])
+        state.counters.perf_points += len(changed)
+        if self.alerts is not None:
+            self._emit(self.alerts.on_tick(changed, clock))
+
+    def _emit(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            fields: dict[str, Any] = {
+                "value": event.value,
+                "threshold": event.threshold,
+                "active": 1 if event.state == "firing" else 0,
+                "message": event.message,
+                "latency_ms": event.latency_ms,
+            }
+            self.writer.write(point("alerts", event.tags(), fields, event.ts_ns))
+
+    async def _checkpoint(self, state: Checkpoint, position: int, lease: Lease) -> None:
+        assert self.aggregates is not None
+        await asyncio.to_thread(self.writer.flush)
+        state.tokens = {"position": position, "applied": self.aggregates.applied}
+        if self.alerts is not None:
+            state.alerts = alerts_data(self.alerts.export_state())
+        await save(self.bus, NAME, state, lease)
+        fields = {"applied": self.aggregates.applied, "watermark_delay": self._delay()}
+        self.writer.write(
+            point("collector", {"instance": self.owner, "partition": "aggregate"}, fields, time.time_ns())
+        )
+
+    def _delay(self) -> int:
+        """Global seqs between the highest watermark and the lowest one (what waits for the slowest partition)."""
+        assert self.aggregates is not None
+        marks = self.aggregates.watermarks
+        return max(marks) - min(marks)
+
+
+async def run_aggregator(
+    settings: Settings, stopping: asyncio.Event, started: Callable[[Aggregator], None] = lambda _: None
+) -> Aggregator:
+    bus = await open_bus(settings)
+    writer = open_writer(settings, block_when_full=True)
+    aggregator = Aggregator(settings, bus, writer, f"{settings.run.instance or socket.gethostname()}:aggregate")
+    task = asyncio.create_task(aggregator.run())
+    started(aggregator)
+    waiter = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+    finally:
+        task.cancel()
+        waiter.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.to_thread(writer.close)
+        await bus.close()
+    return aggregator

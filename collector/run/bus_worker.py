@@ -1,0 +1,141 @@
+"""`stratmon worker --partitions A-B`: each partition's books from `fills.<p>` → InfluxDB and `records.<p>`.
+
+Per partition: take its lease, restore its checkpoint (engine, watermark, seen fill ids, timestamp memory
+and the stream position), read `fills.<p>` after that position, book each part (collector/bus/worker.py),
+write its fills and the changed books' perf points, publish its records (msg id = partition and watermark:
+a replay after a crash is dropped by the broker, or skipped by the aggregator), and checkpoint under the
+lease once what it covers is durable in InfluxDB. A crash replays from the checkpoint: the same fills get
+the same timestamps (the checkpointed timestamp memory), so their points overwrite, never double.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collector.bus.base import Bus, Lease
+from collector.bus.records import PART_DECODER, PART_ENCODER
+from collector.bus.worker import Booked, PartitionBooks
+from collector.config import Settings
+from collector.run.bus_common import bus_config, holding, open_bus, restore, save
+from collector.run.checkpoint import Checkpoint
+from collector.run.collector import perf_line
+from collector.store.connect import open_writer
+from collector.store.fillkeys import FillKeys
+from collector.store.lineproto import fill_line, point
+from collector.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class PartitionWorker:
+    """One partition's books, fed from the bus; `watermark` = the last global seq booked (tests wait on it)."""
+
+    def __init__(self, settings: Settings, bus: Bus, writer: Writer, partition: int, owner: str) -> None:
+        self.settings, self.bus, self.writer = settings, bus, writer
+        self.partition, self.owner = partition, owner
+        self.name = f"partition-{partition}"
+        self.books: PartitionBooks | None = None
+        self.lag = 0
+
+    @property
+    def watermark(self) -> int:
+        return -1 if self.books is None else self.books.watermark
+
+    async def run(self) -> None:
+        config = bus_config(self.settings)
+        async with holding(self.bus, self.name, self.owner, config.lease_ttl) as lease:
+            state = await restore(self.bus, self.name, self.settings)
+            tokens = state.tokens
+            self.books = books = PartitionBooks(
+                self.partition, state.engine, tokens.get("watermark", -1), {(a, f) for a, f in tokens.get("seen", [])}
+            )
+            keys = FillKeys(state.stamps, None)
+            position = int(tokens.get("position", 0))
+            saved_at = time.monotonic()
+            between = True  # not inside a part: the state matches `position` (a checkpoint may be taken)
+            try:
+                async for message in self.bus.read(f"fills.{self.partition}", position):
+                    between = False
+                    booked = books.on_part(PART_DECODER.decode(message.data))
+                    if booked is not None:
+                        self._write(booked, keys, state)
+                        payload = PART_ENCODER.encode(booked.records)
+                        msg_id = f"r{self.partition}-{booked.records.watermark}"
+                        await self.bus.publish(f"records.{self.partition}", payload, msg_id)
+                    position, self.lag, between = message.seq, message.pending, True
+                    if time.monotonic() - saved_at >= self.settings.run.snapshot_interval:
+                        await self._checkpoint(state, position, lease)
+                        saved_at = time.monotonic()
+            except asyncio.CancelledError:  # stopped: keep what is done (mid-part, the last checkpoint replays it)
+                if between:
+                    await self._checkpoint(state, position, lease)
+                raise
+
+    def _write(self, booked: Booked, keys: FillKeys, state: Checkpoint) -> None:
+        engine = state.engine
+        stamps = keys.assign([fill for fill, _ in booked.fills])
+        lines = [fill_line(fill, ts, pnl) for (fill, pnl), ts in zip(booked.fills, stamps, strict=True)]
+        clock = engine.clock_ns
+        lines += [perf_line(engine.row(s), clock) for s in engine.take_changed() if s.level == "book"]
+        self.writer.write_lines(lines)
+        state.counters.fills_in += len(booked.fills)
+
+    async def _checkpoint(self, state: Checkpoint, position: int, lease: Lease) -> None:
+        """Everything booked durable in InfluxDB, then the state under the lease (refused once fenced)."""
+        assert self.books is not None
+        await asyncio.to_thread(self.writer.flush)
+        tokens: dict[str, Any] = {
+            "position": position,
+            "watermark": self.books.watermark,
+            "seen": sorted(self.books.seen),
+        }
+        state.tokens = tokens
+        await save(self.bus, self.name, state, lease)
+        fields = {"fills_in": state.counters.fills_in, "consumer_lag": self.lag, "watermark": self.books.watermark}
+        self.writer.write(
+            point("collector", {"instance": self.owner, "partition": str(self.partition)}, fields, time.time_ns())
+        )
+
+
+def parse_partitions(text: str, partitions: int) -> range:
+    """ "A-B" or "A" → range(A, B + 1), within 0 … partitions − 1."""
+    first, _, last = text.partition("-")
+    try:
+        span = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise ValueError(f"--partitions {text!r}: expected A-B or A (partition numbers)") from None
+    if not span or span.start < 0 or span.stop > partitions:
+        raise ValueError(f"--partitions {text!r}: expected partitions within 0-{partitions - 1} (bus.partitions)")
+    return span
+
+
+async def run_workers(
+    settings: Settings,
+    span: range,
+    stopping: asyncio.Event,
+    started: Callable[[list[PartitionWorker]], None] = lambda _: None,
+) -> list[PartitionWorker]:
+    """Serve the partitions in `span` until `stopping` is set (each checkpoints on the way out)."""
+    bus = await open_bus(settings)
+    writer = open_writer(settings, block_when_full=True)
+    owner = f"{settings.run.instance or socket.gethostname()}:{span.start}-{span.stop - 1}"
+    workers = [PartitionWorker(settings, bus, writer, p, owner) for p in span]
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    started(workers)
+    waiter = asyncio.create_task(stopping.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {waiter}:
+            task.result()  # a partition that ended on its own failed (lease lost, bus down): the process fails
+    finally:
+        for task in [*tasks, waiter]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(writer.close)
+        await bus.close()
+    return workers
