@@ -117,3 +117,9 @@ def apply_records(
     kernel().run_records(
         engine.g, *engine._state(), ei, ef, tf, ti, np.ascontiguousarray(rf), np.ascontiguousarray(ri), updates
     )
+
+
+def warm_up() -> None:
+    """Compile `run_records` (or load it from numba's cache: seconds) now, not while a lease's clock runs."""
+    empty = Prices([], np.zeros(0, L.INT), np.zeros(0, L.INT), np.zeros(0, L.FLOAT), np.zeros(0, bool))
+    book(Engine(), empty, [], [])

@@ -17,6 +17,7 @@ from typing import Any
 from collector.bus.base import Bus, Lease, LeaseLost
 from collector.config import BusConfig, Settings
 from collector.engine.engine import Engine
+from collector.engine.partition import warm_up
 from collector.errors import UserError
 from collector.run import checkpoint
 from collector.run.checkpoint import Checkpoint
@@ -53,6 +54,7 @@ async def _renew(lease: Lease, holder: asyncio.Task[Any]) -> None:
 @contextlib.asynccontextmanager
 async def holding(bus: Bus, name: str, owner: str, ttl: float) -> AsyncIterator[Lease]:
     """The lease `name`, renewed while the body runs; released on the way out (a standby takes over at once)."""
+    await asyncio.to_thread(warm_up)  # a compile in the event loop would outlast the lease's ttl
     lease = await bus.lease(name, owner, ttl)
     task = asyncio.current_task()
     assert task is not None
