@@ -14,6 +14,7 @@ import json
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,14 @@ CAPITAL = {"A1": 2.5e6, "A3": 3e5}  # a config's capital is positive
 BOUND = 90.0  # seconds before a stuck run fails instead of hanging
 
 
+def fill_record(fill: Fill | Mark) -> dict[str, Any]:
+    record = {name: getattr(fill, name) for name in fill.__slots__}
+    return {k: v for k, v in record.items() if v is not None and k != "action"}
+
+
 def write_jsonl(path: Path, fills: list[Fill | Mark]) -> None:
     with open(path, "w") as handle:
-        for fill in fills:
-            record = {name: getattr(fill, name) for name in fill.__slots__}
-            handle.write(json.dumps({k: v for k, v in record.items() if v is not None and k != "action"}) + "\n")
+        handle.writelines(json.dumps(fill_record(fill)) + "\n" for fill in fills)
 
 
 async def run_bus(
@@ -62,33 +66,29 @@ async def run_bus(
     return router, await working, await aggregating
 
 
-@pytest.mark.parametrize("partitions", [1, 2, 3, 4])
-def test_bus_mode_equals_one_engine(
-    partitions: int, nats_cluster: NatsCluster, settings: Settings, reader: Reader, tmp_path: Path
-) -> None:
-    rng = random.Random(100 + partitions)
-    # a file source carries fills only (marks come over HTTP): marks across partitions are the in-process test's
-    stream: list[Fill | Mark] = [
-        e for e in random_stream(rng, 600, books=rng.choice([4, 6]), symbols=rng.choice([2, 5])) if type(e) is Fill
-    ]
-    raw = with_duplicates(rng, stream)
-    events = fresh(raw)
-    path = tmp_path / "fills.jsonl"
-    write_jsonl(path, raw)  # the router drops the duplicates as `run` does
-    bus = {"kind": "jetstream", "urls": nats_cluster.urls, "stream": f"EQ{next(_streams)}", "partitions": partitions}
+def bus_settings(settings: Settings, cluster: NatsCluster, path: Path, partitions: int, batch: int) -> Settings:
     data = settings.model_dump()
     data.update(
-        sources=[{"type": "file", "paths": [str(path)], "batch_lines": rng.choice([17, 100])}],
-        bus=bus,
+        sources=[{"type": "file", "paths": [str(path)], "batch_lines": batch}],
+        bus={"kind": "jetstream", "urls": cluster.urls, "stream": f"EQ{next(_streams)}", "partitions": partitions},
         capital={"accounts": CAPITAL},
         run={"snapshot_interval": 0.3},
         jobs={"enabled": False},
         alerts={"enabled": False},
     )
-    config = Settings(**data)
-    router, workers, aggregator = asyncio.run(run_bus(config, partitions, len(events) - 1))
-    assert router.checker.rejected == 0
-    ref = Engine(CAPITAL, 1e6, config.metrics.day_basis)
+    return Settings(**data)
+
+
+def fills_stream(rng: random.Random, count: int) -> list[Fill | Mark]:
+    """Fills only: a file source carries no marks (they come over HTTP); marks across partitions: test_equivalence."""
+    stream = random_stream(rng, count, books=rng.choice([4, 6]), symbols=rng.choice([2, 5]))
+    return with_duplicates(rng, [e for e in stream if type(e) is Fill])
+
+
+def assert_equal_one_engine(
+    events: list[Fill | Mark], workers: list[PartitionWorker], aggregator: Aggregator, reader: Reader, basis: str
+) -> None:
+    ref = Engine(CAPITAL, 1e6, basis)  # type: ignore[arg-type]
     result = ref.on_events(events)
     assert aggregator.aggregates is not None
     assert_rows_equal(aggregator.aggregates.engine, ref, {"strategy", "account", "portfolio"})
@@ -108,3 +108,38 @@ def test_bus_mode_equals_one_engine(
     assert {(account, fill_id): pnl for account, fill_id, pnl in got} == want
     perf = reader.query('SELECT last(equity) AS equity FROM perf GROUP BY "level", "account", "strategy"')
     assert len(perf) == sum(1 for s in ref.series.values() if s.fills)
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3, 4])
+def test_bus_mode_equals_one_engine(
+    partitions: int, nats_cluster: NatsCluster, settings: Settings, reader: Reader, tmp_path: Path
+) -> None:
+    rng = random.Random(100 + partitions)
+    raw = fills_stream(rng, 600)
+    write_jsonl(tmp_path / "fills.jsonl", raw)  # the router drops the duplicates as `run` does
+    config = bus_settings(settings, nats_cluster, tmp_path / "fills.jsonl", partitions, rng.choice([17, 100]))
+    events = fresh(raw)
+    router, workers, aggregator = asyncio.run(run_bus(config, partitions, len(events) - 1))
+    assert router.checker.rejected == 0
+    assert_equal_one_engine(events, workers, aggregator, reader, config.metrics.day_basis)
+
+
+def test_a_restart_continues_from_the_checkpoints(
+    nats_cluster: NatsCluster, settings: Settings, reader: Reader, tmp_path: Path
+) -> None:
+    """Stop everything cleanly half way, append the rest, start again: workers, aggregator and router restore
+    their checkpoints from the bus and the result still equals one engine (fills written once)."""
+    rng = random.Random(7)
+    raw = fills_stream(rng, 800)
+    half = len(raw) // 2
+    path = tmp_path / "fills.jsonl"
+    write_jsonl(path, raw[:half])
+    config = bus_settings(settings, nats_cluster, path, 3, 29)
+    first = len(fresh(raw[:half]))
+    asyncio.run(run_bus(config, 3, first - 1))
+    with open(path, "a") as handle:
+        handle.writelines(json.dumps(fill_record(fill)) + "\n" for fill in raw[half:])
+    events = fresh(raw)
+    router, workers, aggregator = asyncio.run(run_bus(config, 3, len(events) - 1))
+    assert router.fills_in == len(events) - first  # the source resumed where the router's checkpoint said
+    assert_equal_one_engine(events, workers, aggregator, reader, config.metrics.day_basis)
