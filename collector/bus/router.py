@@ -23,7 +23,10 @@ def partition_of(account: str, strategy: str, partitions: int) -> int:
 @dataclass(slots=True)
 class Message:
     partition: int
-    msg_id: str  # "<batch>-<partition>-<piece>": the broker drops a republished one
+    # "<first seq>-<last seq>-<partition>": a replay after a router restart (same seqs for the same source
+    # events, maybe cut into other batches) is dropped by the broker where it repeats a stretch exactly, and
+    # skipped by the worker (below its watermark) where it overlaps one
+    msg_id: str
     payload: bytes
     last: int  # the last global seq it covers
 
@@ -45,30 +48,27 @@ class Router:
         """Messages for one batch (fresh fills and marks, in source order; revisions are not routed)."""
         for event in events:
             if type(event) is Fill and event.action != "fill":
-                raise UserError(
-                    f"{event.action} of {event.account}/{event.ref_fill_id}: busts and corrections are not "
-                    "supported in bus mode (run without bus: to apply them)"
-                )
+                raise ValueError(f"{event.action} of {event.account}/{event.ref_fill_id}: not routable (a revision)")
         if not events:
             return []
         batch, first = self.next_batch, self.next_seq
         self.next_batch += 1
         self.next_seq += len(events)
         out: list[Message] = []
-        self._cut(events, batch, first, 0, out)
+        self._cut(events, batch, first, out)
         return out
 
-    def _cut(self, events: Sequence[Fill | Mark], batch: int, first: int, piece: int, out: list[Message]) -> int:
+    def _cut(self, events: Sequence[Fill | Mark], batch: int, first: int, out: list[Message]) -> None:
         payloads = self._parts(events, batch, first)
         if len(events) > 1 and max(map(len, payloads)) > self.limit:
             half = len(events) // 2
-            piece = self._cut(events[:half], batch, first, piece, out)
-            return self._cut(events[half:], batch, first + half, piece, out)
+            self._cut(events[:half], batch, first, out)
+            self._cut(events[half:], batch, first + half, out)
+            return
         if len(events) == 1 and len(payloads[0]) > self.limit:
             raise UserError(f"an event needs {len(payloads[0])} bytes, more than the bus payload limit {self.limit}")
         last = first + len(events) - 1
-        out += (Message(p, f"{batch}-{p}-{piece}", data, last) for p, data in enumerate(payloads))
-        return piece + 1
+        out += (Message(p, f"{first}-{last}-{p}", data, last) for p, data in enumerate(payloads))
 
     def _parts(self, events: Sequence[Fill | Mark], batch: int, first: int) -> list[bytes]:
         symbols: dict[str, int] = {}

@@ -1,10 +1,13 @@
 """`stratmon run` with `bus:` set: the router. Sources → intake (validation, duplicate ids) → `fills.<p>`.
 
 The intake is the single process's (sources, Checker, the duplicate-id journal), so the global order is
-the order one engine would book. Each partition has one sender task publishing its parts in order (one
-publish in flight per partition: a retry cannot reorder). The checkpoint (under the `router` lease, on the
-bus) holds the source positions, the next global seq and batch, and the duplicate journal's position; it is
-saved once every part before it is acknowledged (acknowledged = replicated), then the sources are told.
+the order one engine would book. Busts and corrections go to the dead letter: re-deriving a book is the
+single process's (its partition's later records would have to be revised in the aggregator too).
+
+Each partition has one sender task publishing its parts in order (one publish in flight per partition: a
+retry cannot reorder). The checkpoint (under the `router` lease, on the bus) holds the source positions, the
+next global seq and batch, and the duplicate journal's position; it is saved once every part routed before
+it has been acknowledged (acknowledged = replicated), and then the sources are told.
 After a crash the sources replay from it and get the same seqs: the workers skip what they booked.
 """
 
@@ -25,11 +28,12 @@ import orjson
 from collector.bus.base import Bus, Lease
 from collector.bus.router import Message, Router
 from collector.config import Settings
-from collector.model import Fill, FillValidator
+from collector.model import Fill, FillValidator, Mark, event_json
 from collector.run.bus_common import bus_config, holding, open_bus
 from collector.run.seen import SeenIds
 from collector.sources.base import Batch, Checker, Outlet
 from collector.sources.deadletter import DeadLetter
+from collector.sources.records import RawRecord
 from collector.sources.registry import build_sources
 
 log = logging.getLogger(__name__)
@@ -124,8 +128,15 @@ class BusRouter:
         queues: list[asyncio.Queue[Message]],
         tokens: dict[str, Any],
     ) -> None:
-        fresh = iter(seen.add_many([e for e in batch.events if type(e) is Fill]))
-        events = [e for e in batch.events if type(e) is not Fill or next(fresh)]
+        routable: list[Fill | Mark] = []
+        for event in batch.events:
+            if type(event) is Fill and event.action != "fill":  # its book may be re-derived only by one engine
+                record = RawRecord(f"{batch.source}: {event.account}/{event.fill_id}", event_json(event))
+                self.checker.reject(record, f"{event.action}: busts and corrections need the single-process mode")
+            else:
+                routable.append(event)
+        fresh = iter(seen.add_many([e for e in routable if type(e) is Fill]))
+        events = [e for e in routable if type(e) is not Fill or next(fresh)]
         fills = sum(1 for e in events if type(e) is Fill)
         self.duplicates += sum(1 for e in batch.events if type(e) is Fill) - fills
         self.fills_in += fills
