@@ -52,7 +52,6 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
     nats.js.errors.ServerError,
 )
-_CLOSED = (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)
 _WRONG_LAST = (10071, 10164)  # JetStream err_codes of a failed expected-last-subject-sequence check
 _SUBJECT = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _FILTER = re.compile(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$")
@@ -120,6 +119,7 @@ class JetStreamBus(Bus):
         self._checkpoints_kv = f"{config.stream}_checkpoints"
         self._kv: dict[str, KeyValue] = {}
         self._objects: ObjectStore | None = None
+        self._closing = False
 
     @classmethod
     async def connect(cls, config: JetStreamBusConfig) -> JetStreamBus:
@@ -306,7 +306,7 @@ class JetStreamBus(Bus):
         position = after
         delay = 0.05
         largest = 0  # bytes of the largest message seen; none yet: 16 per pull
-        while not self._nc.is_closed:
+        while not self._closing:
             consumer = uuid.uuid4().hex
             try:
                 sub = await self._consumer(consumer, filters, position + 1)
@@ -316,6 +316,10 @@ class JetStreamBus(Bus):
                 continue
             except nats.js.errors.APIError as exc:
                 raise BusError(f"read {', '.join(names)}: {exc.description or exc}") from None
+            except Exception:
+                if self._closing:  # whatever nats-py raises on a closed connection: the read ends
+                    return
+                raise
             expected = 1  # the consumer's own sequence: a jump means the server reset it and skipped messages
             try:
                 while True:
@@ -338,8 +342,10 @@ class JetStreamBus(Bus):
                 log.info("bus read %s: consumer restarts after sequence %d (%s)", names, position, type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 1.0)
-            except _CLOSED:
-                return  # the bus was closed: the read ends
+            except Exception:
+                if self._closing:
+                    return
+                raise
             finally:
                 await self._drop(sub, consumer)
 
@@ -460,6 +466,7 @@ class JetStreamBus(Bus):
         raise BusError(f"checkpoint {name}: its object store body keeps disappearing")
 
     async def close(self) -> None:
+        self._closing = True
         with contextlib.suppress(nats.errors.Error):
             await self._nc.drain()
 
