@@ -427,8 +427,11 @@ class JetStreamBus(Bus):
     async def _put_object(self, name: str, data: bytes) -> None:
         store = await self._object_store()
 
+        # chunks as large as a message may be: 8× fewer than nats-py's 128 kB default (8 MB: get ~1.2× faster)
+        meta = api.ObjectMeta(name=name, options=api.ObjectMetaOptions(max_chunk_size=self.max_payload))
+
         async def put() -> None:
-            await store.put(name, data)
+            await store.put(name, data, meta=meta)
 
         await self._retry(f"object {name}", put)
 
