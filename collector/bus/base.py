@@ -54,7 +54,8 @@ class Lease(ABC):
 
     @abstractmethod
     async def renew(self) -> None:
-        """Extend the lease by ttl; `LeaseLost` when it expired or someone else holds it now."""
+        """Extend the lease by ttl; `LeaseLost` when it expired, someone else holds it now, or the bus
+        could not be reached before it would have expired (renew every ttl/3 or so)."""
 
     @abstractmethod
     async def release(self) -> None:

@@ -81,25 +81,38 @@ _RESTART: tuple[type[BaseException], ...] = (*_TRANSIENT, _Gap, nats.js.errors.N
 
 
 class JetStreamLease(Lease):
-    def __init__(self, bus: JetStreamBus, name: str, owner: str, ttl: float, revision: int) -> None:
+    def __init__(self, bus: JetStreamBus, name: str, owner: str, ttl: float, revision: int, sent: float) -> None:
         self._bus = bus
         self.name = name
         self.owner = owner
         self.ttl = ttl
         self.token = revision
         self.revision = revision  # of the lease entry: moves on every renewal
+        # monotonic time the last acknowledged write was sent: the server's TTL started later, so the lease
+        # surely lasts until sent + ttl, and may be gone after it
+        self.sent = sent
         # a save's lease check waits for a renewal in flight (a renewal task beside the saves), else it
         # would see the entry's new revision before `revision` has it
         self.lock = asyncio.Lock()
 
     async def renew(self) -> None:
+        """Retries until the lease would have expired; any failure is `LeaseLost` (it may be someone's now)."""
         async with self.lock:
+            sent = time.monotonic()
             try:
                 self.revision = await self._bus._cas(
-                    self._bus._leases_kv, self.name, self.owner.encode(), self.revision, self.ttl
+                    self._bus._leases_kv,
+                    self.name,
+                    self.owner.encode(),
+                    self.revision,
+                    self.ttl,
+                    timeout=max(0.0, self.sent + self.ttl - sent),
                 )
             except _Conflict:
                 raise LeaseLost(f"lease {self.name} of {self.owner} expired or was taken over") from None
+            except BusError as exc:
+                raise LeaseLost(f"lease {self.name} of {self.owner}: not renewed before it expired ({exc})") from None
+            self.sent = sent
 
     async def release(self) -> None:
         async with self.lock:
@@ -179,6 +192,8 @@ class JetStreamBus(Bus):
                 if exc.err_code in _WRONG_LAST:
                     raise _Conflict from None
                 raise BusError(f"{what}: {exc.description or exc}") from None
+            except nats.errors.Error as exc:  # a closed connection, a bad subject, ...: callers see BusError only
+                raise BusError(f"{what}: {exc}") from None
 
     def _subject(self, logical: str, pattern: re.Pattern[str] = _SUBJECT) -> str:
         if not pattern.match(logical):
@@ -227,7 +242,9 @@ class JetStreamBus(Bus):
 
         return await self._retry(f"get {bucket}/{key}", get)
 
-    async def _cas(self, bucket: str, key: str, value: bytes, last: int, ttl: float | None = None) -> int:
+    async def _cas(
+        self, bucket: str, key: str, value: bytes, last: int, ttl: float | None = None, timeout: float | None = None
+    ) -> int:
         """Write `key` iff its revision is `last` (0: absent); the new revision, else `_Conflict`.
 
         One message id for all attempts: when an attempt was applied but its ack lost, the retry is a
@@ -243,7 +260,7 @@ class JetStreamBus(Bus):
             return ack.seq
 
         await self._bucket(bucket)
-        return await self._retry(f"write {bucket}/{key}", write)
+        return await self._retry(f"write {bucket}/{key}", write, timeout)
 
     async def _delete(self, bucket: str, key: str, last: int) -> None:
         kv = await self._bucket(bucket)
@@ -379,12 +396,13 @@ class JetStreamBus(Bus):
         last, value = await self._get(self._leases_kv, name)
         if value is not None:
             raise LeaseHeld(name, value.decode(errors="replace"))
+        sent = time.monotonic()
         try:
             revision = await self._cas(self._leases_kv, name, owner.encode(), last, ttl)
         except _Conflict:  # taken between the read and the write
             _, value = await self._get(self._leases_kv, name)
             raise LeaseHeld(name, (value or b"?").decode(errors="replace")) from None
-        return JetStreamLease(self, name, owner, ttl, revision)
+        return JetStreamLease(self, name, owner, ttl, revision, sent)
 
     async def _check(self, lease: Lease) -> JetStreamLease:
         if not isinstance(lease, JetStreamLease) or lease._bus is not self:

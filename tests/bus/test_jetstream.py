@@ -154,6 +154,8 @@ def test_a_lease_excludes_then_expires_and_fences_the_stale_holder(
         again = await a.lease("part.0", "worker-a", ttl=1.0)  # released: free at once
         assert again.token > taken.token
         await a.close()
+        with pytest.raises(LeaseLost):  # no bus, no renewal: its holder must stop
+            await again.renew()
         await b.close()
 
     run(scenario())
