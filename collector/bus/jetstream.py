@@ -61,6 +61,7 @@ _INLINE, _OBJECT = 0, 1
 _MSG_ID = api.Header.MSG_ID.value
 _EXPECTED_LAST = api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 _TTL = api.Header.MSG_TTL.value  # per-message TTL (nats-server 2.11+)
+_SERVER = (2, 11)  # oldest nats-server with per-message TTL (Nats-TTL), which the leases expire by
 _HEADER_ROOM = 1024  # headers (msg id, expected sequence, TTL) beside a payload
 _ATTEMPT = 2.0  # seconds one request waits before it is retried
 _FETCH = 256  # most messages per pull request
@@ -168,6 +169,11 @@ class JetStreamBus(Bus):
         except (OSError, nats.errors.Error) as exc:
             # the exception names hosts and ports at most, never the token
             raise BusError(f"cannot connect to NATS at {where}: {exc}") from None
+        version = nc.connected_server_version
+        if (version.major, version.minor) < _SERVER:
+            await nc.close()
+            found, needed = f"{version.major}.{version.minor}.{version.patch}", ".".join(map(str, _SERVER))
+            raise BusError(f"nats-server {found} at {where}: the bus needs {needed} or later (leases expire by TTL)")
         return cls(config, nc)
 
     @property

