@@ -14,7 +14,8 @@ the moment every process is idle again after its last fill.
 Reported per run:
 * fills/s: fills ÷ wall seconds from the file's arrival to the aggregator's last portfolio point. On a
   2-core machine shared by every process this is not a scaling figure (docs/scale.md);
-* CPU µs per fill of the router, the workers (sum), the aggregator, the nats-servers and influxd;
+* CPU µs per fill of the router, the workers (sum), the aggregator, the three together (and their ratio to
+  the single process's), the nats-servers and influxd;
 * per-core efficiency = CPU_workers(1 partition) ÷ CPU_workers(P): 1.0 = splitting added no work
   (target ≥ 0.8 at P = 4);
 * aggregator records per CPU second (one record per fill);
@@ -110,6 +111,7 @@ def _partitioned(
             "workers_us_per_fill": _us(sum(worker_cpu), n),
             "worker_us_per_fill_max": _us(max(worker_cpu), n),
             "aggregator_us_per_fill": _us(used["aggregator"], n),
+            "stages_us_per_fill": _us(used["router"] + sum(worker_cpu) + used["aggregator"], n),
             "nats_us_per_fill": _us(sum(used[f"pid-{pid}"] for pid in servers[:-1]), n),
             "influxd_us_per_fill": _us(used[f"pid-{influx.pid}"], n),
             "workers_cpu_s": round(sum(worker_cpu), 3),
@@ -161,8 +163,9 @@ def _check(
     pnl = sum(1 for fid, (_, value) in stored.items() if fid in want_fills and want_fills[fid][1] != value)
     if twice or missing or pnl:
         problems.append(f"fills: {missing} missing, {twice} stored more than once, {pnl} with another realized PnL")
-    result["books"] = sum(1 for key in rows if key[0] == "book")
-    result["aggregate_rows"] = len(rows) - result["books"]
+    stream_rows = [key for key in rows if WARM_UP not in key]  # the warm-up fill's own series left out
+    result["books"] = sum(1 for key in stream_rows if key[0] == "book")
+    result["aggregate_rows"] = len(stream_rows) - result["books"]
     result["equal"] = not problems
     result["problems"] = problems
 
@@ -193,6 +196,7 @@ def main() -> int:
     base = next(r for r in runs if r["partitions"] == 1)["workers_cpu_s"]
     for r in runs:
         r["efficiency"] = round(base / r["workers_cpu_s"], 3)
+        r["stages_vs_single"] = round(r["stages_us_per_fill"] / single["collector_us_per_fill"], 2)
     report = {"fills": args.fills, "single": single, "runs": runs}
     if args.json:
         print(json.dumps(report))
@@ -209,20 +213,23 @@ def _print(report: Result) -> None:
         f" influxd {single['influxd_us_per_fill']} µs"
     )
     header = (
-        "  P  fills/s  router  workers  max worker  aggregator  nats  influxd  efficiency  agg rec/CPU-s"
-        "  projected/s  equal"
+        "  P  fills/s  router  workers  max worker  aggregator  all three  nats  influxd  efficiency"
+        "  agg rec/CPU-s  projected/s  equal"
     )
     print(header)
     for r in report["runs"]:
         print(
             f"{r['partitions']:>3} {r['fills_per_s']:>8,} {r['router_us_per_fill']:>7} {r['workers_us_per_fill']:>8}"
-            f" {r['worker_us_per_fill_max']:>11} {r['aggregator_us_per_fill']:>11} {r['nats_us_per_fill']:>5}"
+            f" {r['worker_us_per_fill_max']:>11} {r['aggregator_us_per_fill']:>11} {r['stages_us_per_fill']:>10}"
+            f" {r['nats_us_per_fill']:>5}"
             f" {r['influxd_us_per_fill']:>8} {r['efficiency']:>11} {r['aggregator_records_per_cpu_s']:>14,}"
             f" {r['projected_fills_per_s']:>12,}  {r['equal']} ({r['books']} books, {r['aggregate_rows']} aggregate"
             " rows)"
         )
         for problem in r["problems"]:
             print(f"     NOT EQUAL: {problem}")
+    ratios = ", ".join(f"P={r['partitions']} {r['stages_vs_single']}x" for r in report["runs"])
+    print(f"router + workers + aggregator CPU per fill vs the single process's: {ratios}")
     print(
         "efficiency = workers' CPU at 1 partition / at P (target >= 0.8 at 4); projected = the slowest of router,"
         " busiest worker and aggregator with a core each; fills/s is wall clock on this shared 2-core machine"
