@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.engine import layout as L
-from collector.engine.engine import Engine, kernel
+from collector.engine.engine import Book, Engine, kernel
 from collector.engine.positions import RoundTrip
+from collector.engine.series import ALL, Series
 from collector.model import Fill
 
 KIND_FILL, KIND_MARK, KIND_TICK, KIND_RECORD = 0, 1, 2, 3  # kernel.run_records' event kinds
@@ -123,3 +124,35 @@ def warm_up() -> None:
     """Compile `run_records` (or load it from numba's cache: seconds) now, not while a lease's clock runs."""
     empty = Prices([], np.zeros(0, L.INT), np.zeros(0, L.INT), np.zeros(0, L.FLOAT), np.zeros(0, bool))
     book(Engine(), empty, [], [])
+
+
+SINK = "_books"  # the one strategy and account series a worker's books roll up into (never written)
+
+
+class BookEngine(Engine):
+    """A worker's engine: each book's chain ends in one strategy, one account series and the portfolio shared
+    by all its books, so a price revalues the books plus 3 holdings, not every partial aggregate (the
+    aggregator computes the real ones). Book series are unaffected: a holding's revaluation touches only
+    its own series. The real aggregate series exist (empty) so a checkpoint loads as a plain Engine;
+    `adopt` turns that back into a BookEngine."""
+
+    def _book(self, account: str, strategy: str) -> Book:
+        book = self.books.get((account, strategy))
+        if book is None:
+            self._series("strategy", ALL, strategy)  # what checkpoint loading rebuilds chains from
+            self._series("account", account, ALL)
+            book = super()._book(account, strategy)
+            book.chain = self._sink_chain(book.chain[0])
+        return book
+
+    def _sink_chain(self, series: Series) -> tuple[Series, Series, Series, Series]:
+        return (series, self._series("strategy", ALL, SINK), self._series("account", SINK, ALL), self.portfolio)
+
+    @classmethod
+    def adopt(cls, engine: Engine) -> BookEngine:
+        """A loaded worker checkpoint's Engine as a BookEngine (its arrays already point at the sink holdings)."""
+        engine.__class__ = cls
+        assert isinstance(engine, BookEngine)
+        for book in engine.books.values():
+            book.chain = engine._sink_chain(book.chain[0])
+        return engine

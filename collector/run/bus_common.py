@@ -67,17 +67,17 @@ async def holding(bus: Bus, name: str, owner: str, ttl: float) -> AsyncIterator[
             await lease.release()
 
 
-def new_engine(settings: Settings) -> Engine:
-    engine = Engine(settings.capital.accounts, settings.capital.default, settings.metrics.day_basis)
+def new_engine(settings: Settings, kind: type[Engine] = Engine) -> Engine:
+    engine = kind(settings.capital.accounts, settings.capital.default, settings.metrics.day_basis)
     engine.sample = settings.metrics.sample()
     return engine
 
 
-async def restore(bus: Bus, name: str, settings: Settings) -> Checkpoint:
+async def restore(bus: Bus, name: str, settings: Settings, kind: type[Engine] = Engine) -> Checkpoint:
     """Checkpoint `name` from the bus (engine state v5 + `tokens`), or a fresh one; config applies as in `run`."""
     raw = await bus.load(name)
     if raw is None:
-        return Checkpoint(engine=new_engine(settings), stamps=UniqueTimestamps(settings.run.timestamp_memory))
+        return Checkpoint(engine=new_engine(settings, kind), stamps=UniqueTimestamps(settings.run.timestamp_memory))
     saved = checkpoint.decode(raw, settings.capital.accounts, settings.capital.default, settings.run.timestamp_memory)
     saved.engine.day_basis = settings.metrics.day_basis
     saved.engine.sample = settings.metrics.sample()

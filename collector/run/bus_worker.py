@@ -21,6 +21,7 @@ from collector.bus.base import Bus, Lease
 from collector.bus.records import PART_DECODER, PART_ENCODER
 from collector.bus.worker import Booked, PartitionBooks
 from collector.config import Settings
+from collector.engine.partition import BookEngine
 from collector.run.bus_common import bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
 from collector.run.collector import perf_line
@@ -49,7 +50,8 @@ class PartitionWorker:
     async def run(self) -> None:
         config = bus_config(self.settings)
         async with holding(self.bus, self.name, self.owner, config.lease_ttl) as lease:
-            state = await restore(self.bus, self.name, self.settings)
+            state = await restore(self.bus, self.name, self.settings, BookEngine)
+            state.engine = BookEngine.adopt(state.engine)
             tokens = state.tokens
             self.books = books = PartitionBooks(
                 self.partition, state.engine, tokens.get("watermark", -1), {(a, f) for a, f in tokens.get("seen", [])}

@@ -18,6 +18,7 @@ from collector.bus.records import PART_DECODER, PART_ENCODER, RECORDS_DECODER, R
 from collector.bus.router import Router
 from collector.bus.worker import PartitionBooks
 from collector.engine.engine import Engine
+from collector.engine.partition import BookEngine
 from collector.engine.positions import RoundTrip
 from collector.model import Fill, Mark
 from tests.engine.test_kernel_equals_reference import FIELDS, _same, random_stream
@@ -50,8 +51,8 @@ def fresh(events: Sequence[Fill | Mark]) -> list[Fill | Mark]:
     return out
 
 
-def engine(basis: str) -> Engine:
-    return Engine(CAPITAL, 1e6, basis)  # type: ignore[arg-type]
+def engine(basis: str, kind: type[Engine] = Engine) -> Engine:
+    return kind(CAPITAL, 1e6, basis)  # type: ignore[arg-type]
 
 
 def assert_rows_equal(got: Engine, want: Engine, levels: set[str]) -> None:
@@ -73,7 +74,7 @@ def run_partitioned(
     events: list[Fill | Mark], partitions: int, basis: str, rng: random.Random, limit: int
 ) -> tuple[list[PartitionBooks], Aggregates, dict[tuple[str, str], float], list[RoundTrip], list[RoundTrip]]:
     router = Router(partitions, limit)
-    workers = [PartitionBooks(p, engine(basis)) for p in range(partitions)]
+    workers = [PartitionBooks(p, engine(basis, BookEngine)) for p in range(partitions)]
     aggregator = Aggregates(partitions, engine(basis))
     inbox: list[list[bytes]] = [[] for _ in range(partitions)]
     realized: dict[tuple[str, str], float] = {}

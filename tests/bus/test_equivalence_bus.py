@@ -60,10 +60,10 @@ async def run_bus(
                 if task.done():
                     task.result()  # a part that ended early failed: its error
             await asyncio.sleep(0.05)
-    stopping.set()
-    stop.set()
-    await routing
-    return router, await working, await aggregating
+        stopping.set()
+        stop.set()
+        await routing
+        return router, await working, await aggregating
 
 
 def bus_settings(settings: Settings, cluster: NatsCluster, path: Path, partitions: int, batch: int) -> Settings:
