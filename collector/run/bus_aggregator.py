@@ -58,17 +58,19 @@ class Aggregator:
             position = last = int(state.tokens.get("position", 0))
             subjects = [f"records.{p}" for p in range(config.partitions)]
             saved_at = time.monotonic()
+            between = True  # not inside an apply: the state matches `last` (a checkpoint may be taken)
             try:
                 async for message in self.bus.read(subjects, position):
-                    aggregates.add(RECORDS_DECODER.decode(message.data), message.seq)
-                    last = message.seq
-                    aggregates.apply()
-                    self._write(state)
+                    between = False
+                    # off the event loop (the kernel releases the GIL): the lease renewals must keep running
+                    await asyncio.to_thread(self._apply, message.data, message.seq, state)
+                    last, between = message.seq, True
                     if time.monotonic() - saved_at >= self.settings.run.snapshot_interval:
                         await self._checkpoint(state, aggregates.resume_position(last), lease)
                         saved_at = time.monotonic()
-            except asyncio.CancelledError:  # between messages (apply is synchronous): the state is whole
-                await self._checkpoint(state, aggregates.resume_position(last), lease)
+            except asyncio.CancelledError:  # stopped: keep what is done (mid-apply, the last checkpoint replays it)
+                if between:
+                    await self._checkpoint(state, aggregates.resume_position(last), lease)
                 raise
 
     def _alerts(self, state: Checkpoint) -> AlertEngine | None:
@@ -81,6 +83,12 @@ class Aggregator:
         engine = AlertEngine(rules, state.engine)
         engine.adopt(alerts_from(state.alerts, rules))
         return engine
+
+    def _apply(self, data: bytes, position: int, state: Checkpoint) -> None:
+        assert self.aggregates is not None
+        self.aggregates.add(RECORDS_DECODER.decode(data), position)
+        self.aggregates.apply()
+        self._write(state)
 
     def _write(self, state: Checkpoint) -> None:
         engine = state.engine

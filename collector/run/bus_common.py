@@ -86,4 +86,4 @@ async def restore(bus: Bus, name: str, settings: Settings, kind: type[Engine] = 
 
 
 async def save(bus: Bus, name: str, state: Checkpoint, lease: Lease) -> None:
-    await bus.save(name, checkpoint.encode(state), lease)
+    await bus.save(name, await asyncio.to_thread(checkpoint.encode, state), lease)  # a big state: not in the loop

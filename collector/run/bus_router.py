@@ -140,7 +140,7 @@ class BusRouter:
         fills = sum(1 for e in events if type(e) is Fill)
         self.duplicates += sum(1 for e in batch.events if type(e) is Fill) - fills
         self.fills_in += fills
-        for message in router.route(events):
+        for message in await asyncio.to_thread(router.route, events):  # encoding: not in the event loop
             await queues[message.partition].put(message)
         if batch.token is not None:
             tokens[batch.source] = batch.token

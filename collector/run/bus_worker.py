@@ -63,12 +63,10 @@ class PartitionWorker:
             try:
                 async for message in self.bus.read(f"fills.{self.partition}", position):
                     between = False
-                    booked = books.on_part(PART_DECODER.decode(message.data))
-                    if booked is not None:
-                        self._write(booked, keys, state)
-                        payload = PART_ENCODER.encode(booked.records)
-                        msg_id = f"r{self.partition}-{booked.records.watermark}"
-                        await self.bus.publish(f"records.{self.partition}", payload, msg_id)
+                    # off the event loop (the kernel releases the GIL): the lease renewals must keep running
+                    out = await asyncio.to_thread(self._book, books, message.data, keys, state)
+                    if out is not None:
+                        await self.bus.publish(f"records.{self.partition}", *out)
                     position, self.lag, between = message.seq, message.pending, True
                     if time.monotonic() - saved_at >= self.settings.run.snapshot_interval:
                         await self._checkpoint(state, position, lease)
@@ -77,6 +75,14 @@ class PartitionWorker:
                 if between:
                     await self._checkpoint(state, position, lease)
                 raise
+
+    def _book(self, books: PartitionBooks, data: bytes, keys: FillKeys, state: Checkpoint) -> tuple[bytes, str] | None:
+        """Book a part, hand its points to the writer; (records payload, msg id), or None for a replayed part."""
+        booked = books.on_part(PART_DECODER.decode(data))
+        if booked is None:
+            return None
+        self._write(booked, keys, state)
+        return PART_ENCODER.encode(booked.records), f"r{self.partition}-{booked.records.watermark}"
 
     def _write(self, booked: Booked, keys: FillKeys, state: Checkpoint) -> None:
         engine = state.engine
