@@ -75,7 +75,8 @@ class Deployment:
             config["bus"] = self.bus
         self.config = self.root / "stratmon.yaml"
         self.config.write_text(yaml.safe_dump(config))
-        self.reader = Reader(Endpoint(url=self.influx.url, database=self.database))
+        # reading 200k fills back from a busy influxd takes longer than a write's timeout
+        self.reader = Reader(Endpoint(url=self.influx.url, database=self.database, timeout=300.0))
 
     def start(self, role: str, *command: str) -> subprocess.Popen[bytes]:
         """`stratmon <command…> --config <ours>` as role (its stderr in <role>.log, appended over restarts)."""
