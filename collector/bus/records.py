@@ -52,18 +52,20 @@ class FillColumns(msgspec.Struct, array_like=True):
             [f.multiplier for f in fills],
         )
 
-    def fills(self, part: Part) -> list[Fill]:
-        ts, price = part.ts, part.price
-        symbols = [part.symbols[part.symbol[i]] for i in self.at]
+    def fills(self, prices: Prices) -> list[Fill]:
+        at = self.at
+        ts, price = prices.ts[at].tolist(), prices.price[at].tolist()
+        symbols = [prices.symbols[y] for y in prices.symbol[at].tolist()]
         return [
-            Fill(ts[i], a, s, y, side, q, price[i], fid, fee, oid, venue, arrival, order_ts, mult)
-            for i, a, s, y, side, q, fid, fee, oid, venue, arrival, order_ts, mult in zip(
-                self.at,
+            Fill(t, a, s, y, side, q, p, fid, fee, oid, venue, arrival, order_ts, mult)
+            for t, a, s, y, side, q, p, fid, fee, oid, venue, arrival, order_ts, mult in zip(
+                ts,
                 self.account,
                 self.strategy,
                 symbols,
                 self.side,
                 self.qty,
+                price,
                 self.fill_id,
                 self.fee,
                 self.order_id,
@@ -77,28 +79,37 @@ class FillColumns(msgspec.Struct, array_like=True):
 
 
 class Part(msgspec.Struct, array_like=True):
-    """Router → worker: seq first … first + len(ts) − 1 of router batch `batch`, for one partition."""
+    """Router → worker: seq first … first + n − 1 of router batch `batch`, for one partition.
+
+    The price columns are raw native-endian arrays (little-endian on x86-64 and arm64): int64 ts, int64 symbol
+    index into `symbols`, float64 price, uint8 mark?; encoded once per batch for all partitions, read back
+    without a per-value decode.
+    """
 
     batch: int
     first: int
     symbols: list[str]
-    ts: list[int]
-    symbol: list[int]  # index into symbols
-    price: list[float]
-    mark: list[bool]
+    ts: bytes
+    symbol: bytes
+    price: bytes
+    mark: bytes
     fills: FillColumns
 
     @property
+    def count(self) -> int:
+        return len(self.mark)
+
+    @property
     def last(self) -> int:
-        return self.first + len(self.ts) - 1
+        return self.first + self.count - 1
 
     def prices(self) -> Prices:
         return Prices(
             self.symbols,
-            np.array(self.ts, L.INT),
-            np.array(self.symbol, L.INT),
-            np.array(self.price, L.FLOAT),
-            np.array(self.mark, bool),
+            np.frombuffer(self.ts, L.INT),
+            np.frombuffer(self.symbol, L.INT),
+            np.frombuffer(self.price, L.FLOAT),
+            np.frombuffer(self.mark, bool),
         )
 
 

@@ -11,7 +11,10 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from collector.bus.records import PART_ENCODER, FillColumns, Part
+from collector.engine import layout as L
 from collector.errors import UserError
 from collector.model import Fill, Mark
 
@@ -79,11 +82,11 @@ class Router:
                 fills, at = own[partition_of(event.account, event.strategy, self.partitions)]
                 fills.append(event)
                 at.append(i)
-        ts = [event.ts for event in events]
-        price = [event.price for event in events]
-        mark = [type(event) is Mark for event in events]
+        columns = (
+            np.array([event.ts for event in events], L.INT).tobytes(),
+            np.array(index, L.INT).tobytes(),
+            np.array([event.price for event in events], L.FLOAT).tobytes(),
+            np.array([type(event) is Mark for event in events], bool).tobytes(),
+        )
         names = list(symbols)
-        return [
-            PART_ENCODER.encode(Part(batch, first, names, ts, index, price, mark, FillColumns.of(fills, at)))
-            for fills, at in own
-        ]
+        return [PART_ENCODER.encode(Part(batch, first, names, *columns, FillColumns.of(f, at))) for f, at in own]

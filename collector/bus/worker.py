@@ -40,15 +40,14 @@ class PartitionBooks:
     def on_part(self, part: Part) -> Booked | None:
         """Book a part; None when all of it was booked before."""
         start = self.watermark + 1 - part.first
-        if part.last < part.first or start > len(part.ts) - 1:
+        if part.count == 0 or start > part.count - 1:
             return None
         start = max(start, 0)
-        prices = part.prices()
-        if start:
-            prices = _tail(prices, start)
+        whole = part.prices()
+        prices = _tail(whole, start) if start else whole
         fills, rows = [], []
         seen = self.seen
-        for fill, at in zip(part.fills.fills(part), part.fills.at, strict=True):
+        for fill, at in zip(part.fills.fills(whole), part.fills.at, strict=True):
             key = (fill.account, fill.fill_id)
             if at >= start and key not in seen:
                 seen.add(key)
