@@ -116,11 +116,18 @@ def test_bus_mode_equals_one_engine(
 ) -> None:
     rng = random.Random(100 + partitions)
     raw = fills_stream(rng, 600)
-    write_jsonl(tmp_path / "fills.jsonl", raw)  # the router drops the duplicates as `run` does
-    config = bus_settings(settings, nats_cluster, tmp_path / "fills.jsonl", partitions, rng.choice([17, 100]))
+    path = tmp_path / "fills.jsonl"
+    write_jsonl(path, raw)  # the router drops the duplicates as `run` does
+    bust = raw[len(raw) // 2]
+    assert type(bust) is Fill
+    with open(path, "a") as handle:  # a bust: the single process's job, so a dead letter with the reason
+        handle.write(json.dumps({"ts": bust.ts, "account": bust.account, "action": "cancel", "ref_fill_id": "0"}))
+        handle.write("\n")
+    config = bus_settings(settings, nats_cluster, path, partitions, rng.choice([17, 100]))
     events = fresh(raw)
     router, workers, aggregator = asyncio.run(run_bus(config, partitions, len(events) - 1))
-    assert router.checker.rejected == 0
+    assert router.checker.rejected == 1
+    assert "single-process mode" in config.ingest.dead_letter.read_text()
     assert_equal_one_engine(events, workers, aggregator, reader, config.metrics.day_basis)
 
 
