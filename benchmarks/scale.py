@@ -193,9 +193,10 @@ def main() -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    base = next(r for r in runs if r["partitions"] == 1)["workers_cpu_s"]
+    one = next(r for r in runs if r["partitions"] == 1)
     for r in runs:
-        r["efficiency"] = round(base / r["workers_cpu_s"], 3)
+        r["efficiency"] = round(one["workers_cpu_s"] / r["workers_cpu_s"], 3)
+        r["stages_efficiency"] = round(one["stages_us_per_fill"] / r["stages_us_per_fill"], 3)
         r["stages_vs_single"] = round(r["stages_us_per_fill"] / single["collector_us_per_fill"], 2)
     report = {"fills": args.fills, "single": single, "runs": runs}
     if args.json:
@@ -230,6 +231,8 @@ def _print(report: Result) -> None:
             print(f"     NOT EQUAL: {problem}")
     ratios = ", ".join(f"P={r['partitions']} {r['stages_vs_single']}x" for r in report["runs"])
     print(f"router + workers + aggregator CPU per fill vs the single process's: {ratios}")
+    whole = ", ".join(f"P={r['partitions']} {r['stages_efficiency']}" for r in report["runs"])
+    print(f"efficiency of router + workers + aggregator together: {whole}")
     print(
         "efficiency = workers' CPU at 1 partition / at P (target >= 0.8 at 4); projected = the slowest of router,"
         " busiest worker and aggregator with a core each; fills/s is wall clock on this shared 2-core machine"
