@@ -16,7 +16,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,41 @@ FLUSH_DUTY = 1.0  # ... and the last flush's: waiting for durable writes takes a
 def perf_line(row: dict[str, Any], ts_ns: int) -> str:
     """A `perf` point from an engine row (undefined metrics are left out)."""
     return point("perf", {k: row[k] for k in TAGS}, {k: v for k, v in row.items() if k not in TAGS}, ts_ns)
+
+
+def alert_line(event: AlertEvent) -> str:
+    """The `alerts` point of an alert transition."""
+    fields: dict[str, Any] = {
+        "value": event.value,
+        "threshold": event.threshold,
+        "active": 1 if event.state == "firing" else 0,
+        "message": event.message,
+        "latency_ms": event.latency_ms,
+    }
+    return point("alerts", event.tags(), fields, event.ts_ns)
+
+
+def start_alerting(
+    settings: Settings, engine: Engine, saved: list[Any], levels: Collection[str] | None = None
+) -> tuple[AlertEngine, Dispatcher] | None:
+    """The alert rules over `engine` (continuing from the checkpointed states `saved`) and their notifiers;
+    None when alerts are off. `levels`: the rule levels evaluated here, None = all (bus mode splits them)."""
+    if not settings.alerts.enabled:
+        return None
+    if not Path(settings.alerts.rules).is_file():
+        raise UserError(
+            f"alerts.rules: {settings.alerts.rules} not found (relative to {Path.cwd()}); point alerts.rules "
+            "at your rules file or set alerts.enabled: false"
+        )
+    rules = load_rules(settings.alerts.rules)
+    if levels is not None:
+        rules = rules.model_copy(update={"rules": [rule for rule in rules.rules if rule.level in levels]})
+    alerts = AlertEngine(rules, engine)
+    alerts.adopt(alerts_from(saved, rules))
+    notifiers, problems = build_notifiers(rules)
+    for problem in problems:
+        log.warning("%s", problem)
+    return alerts, Dispatcher(rules, notifiers)
 
 
 class _Saving(threading.Thread):
@@ -106,19 +141,8 @@ class Collector:
         self._written: checkpoint.Snapshot | None = None
         self.alerts: AlertEngine | None = None
         self.dispatcher: Dispatcher | None = None
-        if settings.alerts.enabled:
-            if not Path(settings.alerts.rules).is_file():
-                raise UserError(
-                    f"alerts.rules: {settings.alerts.rules} not found (relative to {Path.cwd()}); point alerts.rules "
-                    "at your rules file or set alerts.enabled: false"
-                )
-            rules = load_rules(settings.alerts.rules)
-            self.alerts = AlertEngine(rules, self.engine)
-            self.alerts.adopt(alerts_from(self.state.alerts, rules))
-            notifiers, problems = build_notifiers(rules)
-            for problem in problems:
-                log.warning("%s", problem)
-            self.dispatcher = Dispatcher(rules, notifiers)
+        if (alerting := start_alerting(settings, self.engine, self.state.alerts)) is not None:
+            self.alerts, self.dispatcher = alerting
         self.alert_latency = LatencyWindow()
         self._anchor = (self.engine.clock_ns, time.monotonic_ns())  # event clock, and when it last moved
         self._last_health: tuple[int, int] = (0, 0)  # fills_in, rejected at the previous report
@@ -477,14 +501,7 @@ class Collector:
             if received_ns is not None:
                 event.latency_ms = (time.perf_counter_ns() - received_ns) / 1e6
                 self.alert_latency.add(event.latency_ms, 1)
-            fields: dict[str, Any] = {
-                "value": event.value,
-                "threshold": event.threshold,
-                "active": 1 if event.state == "firing" else 0,
-                "message": event.message,
-                "latency_ms": event.latency_ms,
-            }
-            writer.write(point("alerts", event.tags(), fields, event.ts_ns))
+            writer.write(alert_line(event))
             if self.dispatcher is not None:
                 self.dispatcher.submit(event)
         writer.flush()
