@@ -8,6 +8,7 @@ events — and are skipped, in every partition alike; a fill id seen before in t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,10 @@ from collector.bus.records import Marks, Part, Records, Trips
 from collector.engine.engine import Engine
 from collector.engine.partition import Prices, book
 from collector.engine.positions import RoundTrip
+from collector.intake import RecentIds
 from collector.model import Fill
+
+DEFAULT_WINDOW = 100_000  # in-process use (tests); the worker sizes it from ingest.dedupe_window
 
 
 @dataclass(slots=True)
@@ -30,12 +34,40 @@ def _tail(prices: Prices, start: int) -> Prices:
     return Prices(prices.symbols, prices.ts[start:], prices.symbol[start:], prices.price[start:], prices.mark[start:])
 
 
+class SeenFills:
+    """The last `capacity` (account, fill_id) booked, exact (collector.intake.RecentIds: memory and checkpoint
+    stay bounded, ≤ capacity lines); `text()` / `load` carry it through a checkpoint in arrival order, so
+    eviction after a restart is the same as without one."""
+
+    def __init__(self, capacity: int = DEFAULT_WINDOW) -> None:
+        self.ids = RecentIds(capacity)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add_many(self, keys: list[tuple[str, str]]) -> list[bool]:
+        """True for each key not among the window's (nor an earlier one of `keys`): booked now."""
+        return self.ids.add_many(keys)
+
+    def text(self) -> str:
+        """The window's keys, oldest first, one `account<TAB>fill_id` line each (the journal's suffix)."""
+        window = self.ids.window
+        window.journal.flush()
+        start = window.oldest_offset()
+        return os.pread(window.journal.fileno(), window.length - start, start).decode()
+
+    def load(self, text: str) -> None:
+        self.ids.add_many(
+            [(account, fill_id) for account, _, fill_id in (line.partition("\t") for line in text.splitlines())]
+        )
+
+
 @dataclass
 class PartitionBooks:
     partition: int
     engine: Engine
     watermark: int = -1  # the last global seq booked
-    seen: set[tuple[str, str]] = field(default_factory=set)  # (account, fill_id) of every fill booked
+    seen: SeenFills = field(default_factory=SeenFills)  # (account, fill_id) of the latest fills booked
 
     def on_part(self, part: Part) -> Booked | None:
         """Book a part; None when all of it was booked before."""
@@ -45,14 +77,12 @@ class PartitionBooks:
         start = max(start, 0)
         whole = part.prices()
         prices = _tail(whole, start) if start else whole
-        fills, rows = [], []
-        seen = self.seen
-        for fill, at in zip(part.fills.fills(whole), part.fills.at, strict=True):
-            key = (fill.account, fill.fill_id)
-            if at >= start and key not in seen:
-                seen.add(key)
-                fills.append(fill)
-                rows.append(at - start)
+        candidates = [
+            (fill, at) for fill, at in zip(part.fills.fills(whole), part.fills.at, strict=True) if at >= start
+        ]
+        fresh = self.seen.add_many([(fill.account, fill.fill_id) for fill, _ in candidates])
+        fills = [fill for (fill, _), new in zip(candidates, fresh, strict=True) if new]
+        rows = [at - start for (_, at), new in zip(candidates, fresh, strict=True) if new]
         done = book(self.engine, prices, fills, rows)
         self.watermark = part.last
         first = part.first + start

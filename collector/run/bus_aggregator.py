@@ -1,10 +1,13 @@
 """`stratmon aggregate`: `records.*` → strategy, account and portfolio series (exact) → InfluxDB and the alert rules.
 
 Reads every partition's records in stream order, applies what is complete (up to the lowest watermark,
-collector/bus/aggregator.py), writes the changed aggregates' perf points and runs the alert rules on them
-(series rules: on each applied stretch, as the single process does at a flush). Its checkpoint (under the
-`aggregator` lease) is the engine state + the last global seq applied + where to re-read the stream: before
-the oldest records message not wholly applied.
+collector/bus/aggregator.py), writes the changed aggregates' perf points and runs the strategy, account
+and portfolio alert rules as `run` does: each applied stretch is a batch (its fills and round trips through
+`AlertEngine.on_batch`), then the changed series (`on_tick`); transitions become `alerts` points and go to
+the notifiers. Book-level rules run in the workers (they hold the book series). It also runs `run`'s
+scheduled jobs (rollups, optimizer: they read perf points back from InfluxDB). Its checkpoint (under the
+`aggregator` lease) is the engine state + alert states + the last global seq applied + where to re-read
+the stream: before the oldest records message not wholly applied.
 """
 
 from __future__ import annotations
@@ -14,26 +17,26 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from collector.alerts.evaluator import AlertEngine, AlertEvent
-from collector.alerts.rules import load_rules
+from collector.alerts.notify.dispatcher import Dispatcher
 from collector.bus.aggregator import Aggregates
 from collector.bus.base import Bus, Lease
 from collector.bus.records import RECORDS_DECODER
 from collector.config import Settings
-from collector.errors import UserError
+from collector.engine.engine import BatchResult
 from collector.run.bus_common import bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
-from collector.run.collector import perf_line
-from collector.run.state_data import alerts_data, alerts_from
+from collector.run.collector import alert_line, perf_line, start_alerting
+from collector.run.state_data import alerts_data
 from collector.store.connect import open_writer
 from collector.store.lineproto import point
 from collector.store.writer import Writer
 
 log = logging.getLogger(__name__)
 NAME = "aggregator"
+# the rule levels evaluated here, the aggregator's series (book rules run in the workers, which hold the books)
+LEVELS = ("strategy", "account", "portfolio")
 
 
 class Aggregator:
@@ -41,6 +44,7 @@ class Aggregator:
         self.settings, self.bus, self.writer, self.owner = settings, bus, writer, owner
         self.aggregates: Aggregates | None = None
         self.alerts: AlertEngine | None = None
+        self.dispatcher: Dispatcher | None = None
 
     @property
     def applied(self) -> int:
@@ -54,7 +58,8 @@ class Aggregator:
             self.aggregates = aggregates = Aggregates(
                 config.partitions, state.engine, applied, [applied] * config.partitions
             )
-            self.alerts = self._alerts(state)
+            if (alerting := start_alerting(self.settings, state.engine, state.alerts, LEVELS)) is not None:
+                self.alerts, self.dispatcher = alerting
             position = last = int(state.tokens.get("position", 0))
             subjects = [f"records.{p}" for p in range(config.partitions)]
             saved_at = time.monotonic()
@@ -73,44 +78,30 @@ class Aggregator:
                     await self._checkpoint(state, aggregates.resume_position(last), lease)
                 raise
 
-    def _alerts(self, state: Checkpoint) -> AlertEngine | None:
-        if not self.settings.alerts.enabled:
-            return None
-        rules_path = self.settings.alerts.rules
-        if not Path(rules_path).is_file():
-            raise UserError(f"alerts.rules: {rules_path} not found; point it at your rules file or set alerts.enabled")
-        rules = load_rules(rules_path)
-        engine = AlertEngine(rules, state.engine)
-        engine.adopt(alerts_from(state.alerts, rules))
-        return engine
-
     def _apply(self, data: bytes, position: int, state: Checkpoint) -> None:
         assert self.aggregates is not None
         self.aggregates.add(RECORDS_DECODER.decode(data), position)
-        self.aggregates.apply()
-        self._write(state)
-
-    def _write(self, state: Checkpoint) -> None:
-        engine = state.engine
+        engine, alerts = state.engine, self.alerts
+        clock = engine.clock_ns  # before the stretch, as `on_batch` wants it
+        applied = self.aggregates.apply(with_fills=alerts is not None)
+        if alerts is not None and applied.fills:
+            result = BatchResult([0.0] * len(applied.fills), applied.trip_at)  # the rules read no realized PnL
+            self._emit(alerts.on_batch(applied.fills, result, clock))
         changed = {s for s in engine.take_changed() if s.level != "book"}
         if not changed:
             return
         clock = engine.clock_ns
         self.writer.write_lines([perf_line(engine.row(s), clock) for s in changed])
         state.counters.perf_points += len(changed)
-        if self.alerts is not None:
-            self._emit(self.alerts.on_tick(changed, clock))
+        if alerts is not None:
+            self._emit(alerts.on_tick(changed, clock))
 
     def _emit(self, events: list[AlertEvent]) -> None:
+        """Alert transitions: an `alerts` point each, the notifiers (as `run` does)."""
         for event in events:
-            fields: dict[str, Any] = {
-                "value": event.value,
-                "threshold": event.threshold,
-                "active": 1 if event.state == "firing" else 0,
-                "message": event.message,
-                "latency_ms": event.latency_ms,
-            }
-            self.writer.write(point("alerts", event.tags(), fields, event.ts_ns))
+            self.writer.write(alert_line(event))
+            if self.dispatcher is not None:
+                self.dispatcher.submit(event)
 
     async def _checkpoint(self, state: Checkpoint, position: int, lease: Lease) -> None:
         assert self.aggregates is not None
@@ -137,6 +128,9 @@ async def run_aggregator(
     bus = await open_bus(settings)
     writer = open_writer(settings, block_when_full=True)
     aggregator = Aggregator(settings, bus, writer, f"{settings.run.instance or socket.gethostname()}:aggregate")
+    from collector.jobs.scheduler import start_scheduler  # APScheduler: only where jobs run
+
+    scheduler = start_scheduler(settings, writer) if settings.jobs.enabled else None
     task = asyncio.create_task(aggregator.run())
     started(aggregator)
     waiter = asyncio.create_task(stopping.wait())
@@ -148,6 +142,10 @@ async def run_aggregator(
         task.cancel()
         waiter.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.shutdown, wait=True)
+        if aggregator.dispatcher is not None:
+            await asyncio.to_thread(aggregator.dispatcher.close)
         await asyncio.to_thread(writer.close)
         await bus.close()
     return aggregator

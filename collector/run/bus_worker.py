@@ -1,8 +1,10 @@
 """`stratmon worker --partitions A-B`: each partition's books from `fills.<p>` → InfluxDB and `records.<p>`.
 
-Per partition: take its lease, restore its checkpoint (engine, watermark, seen fill ids, timestamp memory
-and the stream position), read `fills.<p>` after that position, book each part (collector/bus/worker.py),
-write its fills and the changed books' perf points, publish its records (msg id = partition and watermark:
+Per partition: take its lease, restore its checkpoint (engine, watermark, seen fill ids, timestamp memory,
+book-level alert states and the stream position), read `fills.<p>` after that position, book each part
+(collector/bus/worker.py), write its fills and the changed books' perf points, run the book-level alert
+rules as `run` does (the part is a batch: `on_batch`, then `on_tick` on the changed books; transitions →
+`alerts` points and the notifiers), publish its records (msg id = partition and watermark:
 a replay after a crash is dropped by the broker, or skipped by the aggregator), and checkpoint under the
 lease once what it covers is durable in InfluxDB. A crash replays from the checkpoint: the same fills get
 the same timestamps (the checkpointed timestamp memory), so their points overwrite, never double.
@@ -17,20 +19,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from collector.alerts.evaluator import AlertEngine
+from collector.alerts.notify.dispatcher import Dispatcher
 from collector.bus.base import Bus, Lease
 from collector.bus.records import PART_DECODER, PART_ENCODER
-from collector.bus.worker import Booked, PartitionBooks
+from collector.bus.worker import Booked, PartitionBooks, SeenFills
 from collector.config import Settings
+from collector.engine.engine import BatchResult
 from collector.engine.partition import BookEngine
 from collector.run.bus_common import bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
-from collector.run.collector import perf_line
+from collector.run.collector import alert_line, perf_line, start_alerting
+from collector.run.state_data import alerts_data
 from collector.store.connect import open_writer
 from collector.store.fillkeys import FillKeys
 from collector.store.lineproto import fill_line, point
 from collector.store.writer import Writer
 
 log = logging.getLogger(__name__)
+MIN_WINDOW = 1000  # fill ids a partition remembers at least (ingest.dedupe_window's minimum)
 
 
 class PartitionWorker:
@@ -41,6 +48,8 @@ class PartitionWorker:
         self.partition, self.owner = partition, owner
         self.name = f"partition-{partition}"
         self.books: PartitionBooks | None = None
+        self.alerts: AlertEngine | None = None  # the book-level rules (the aggregator runs the others)
+        self.dispatcher: Dispatcher | None = None
         self.lag = 0
 
     @property
@@ -53,9 +62,13 @@ class PartitionWorker:
             state = await restore(self.bus, self.name, self.settings, BookEngine)
             state.engine = BookEngine.adopt(state.engine)
             tokens = state.tokens
-            self.books = books = PartitionBooks(
-                self.partition, state.engine, tokens.get("watermark", -1), {(a, f) for a, f in tokens.get("seen", [])}
-            )
+            # a partition gets ~1/P of the fills: dedupe_window/P of them span the router's window (and the
+            # partitions together take the memory of `run`'s one window)
+            seen = SeenFills(max(MIN_WINDOW, self.settings.ingest.dedupe_window // config.partitions))
+            seen.load(tokens.get("seen", ""))
+            self.books = books = PartitionBooks(self.partition, state.engine, tokens.get("watermark", -1), seen)
+            if (alerting := start_alerting(self.settings, state.engine, state.alerts, ("book",))) is not None:
+                self.alerts, self.dispatcher = alerting
             keys = FillKeys(state.stamps, None)
             position = int(tokens.get("position", 0))
             saved_at = time.monotonic()
@@ -78,18 +91,31 @@ class PartitionWorker:
 
     def _book(self, books: PartitionBooks, data: bytes, keys: FillKeys, state: Checkpoint) -> tuple[bytes, str] | None:
         """Book a part, hand its points to the writer; (records payload, msg id), or None for a replayed part."""
+        clock = state.engine.clock_ns  # before the part, as `on_batch` wants it
         booked = books.on_part(PART_DECODER.decode(data))
         if booked is None:
             return None
-        self._write(booked, keys, state)
+        self._write(booked, keys, state, clock)
         return PART_ENCODER.encode(booked.records), f"r{self.partition}-{booked.records.watermark}"
 
-    def _write(self, booked: Booked, keys: FillKeys, state: Checkpoint) -> None:
-        engine = state.engine
-        stamps = keys.assign([fill for fill, _ in booked.fills])
+    def _write(self, booked: Booked, keys: FillKeys, state: Checkpoint, before: int) -> None:
+        """Fill and changed books' perf points; the book-level rules (`before`: the engine clock before)."""
+        engine, alerts = state.engine, self.alerts
+        fills = [fill for fill, _ in booked.fills]
+        stamps = keys.assign(fills)
         lines = [fill_line(fill, ts, pnl) for (fill, pnl), ts in zip(booked.fills, stamps, strict=True)]
         clock = engine.clock_ns
-        lines += [perf_line(engine.row(s), clock) for s in engine.take_changed() if s.level == "book"]
+        changed = {s for s in engine.take_changed() if s.level == "book"}
+        lines += [perf_line(engine.row(s), clock) for s in changed]
+        if alerts is not None:
+            result = BatchResult(
+                [pnl for _, pnl in booked.fills], dict(zip(booked.records.trips.row, booked.trips, strict=True))
+            )
+            events = alerts.on_batch(fills, result, before) + alerts.on_tick(changed, clock)
+            lines += [alert_line(event) for event in events]
+            if self.dispatcher is not None:
+                for event in events:
+                    self.dispatcher.submit(event)
         self.writer.write_lines(lines)
         state.counters.fills_in += len(booked.fills)
 
@@ -100,9 +126,11 @@ class PartitionWorker:
         tokens: dict[str, Any] = {
             "position": position,
             "watermark": self.books.watermark,
-            "seen": sorted(self.books.seen),
+            "seen": self.books.seen.text(),
         }
         state.tokens = tokens
+        if self.alerts is not None:
+            state.alerts = alerts_data(self.alerts.export_state())
         await save(self.bus, self.name, state, lease)
         fields = {"fills_in": state.counters.fills_in, "consumer_lag": self.lag, "watermark": self.books.watermark}
         self.writer.write(
@@ -144,6 +172,9 @@ async def run_workers(
         for task in [*tasks, waiter]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in workers:
+            if worker.dispatcher is not None:
+                await asyncio.to_thread(worker.dispatcher.close)
         await asyncio.to_thread(writer.close)
         await bus.close()
     return workers
