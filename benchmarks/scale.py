@@ -25,7 +25,7 @@ Reported per run:
   every series equal to the single run's, field for field. A run that is not equal fails the
   benchmark (exit 1): no speed is reported for a wrong result.
 
-    .venv/bin/python benchmarks/scale.py [--fills 200000] [--partitions 1 2 4] [--keep DIR] [--json]
+    .venv/bin/python benchmarks/scale.py [--fills 200000] [--partitions 1 2 4] [--repeat 1] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -175,6 +175,9 @@ def main() -> int:
     parser.add_argument("--fills", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a run may take")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per partition count, in alternating order; the cheapest is kept"
+    )
     parser.add_argument("--keep", type=Path, help="keep configs, logs and data here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -185,11 +188,17 @@ def main() -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="stratmon-scale-"))
     try:
         single, want_rows, want_fills = _reference(root / "single", fills, args.timeout)
-        runs = []
-        for partitions in sorted(args.partitions):
-            result, rows, stored = _partitioned(root / f"p{partitions}", fills, partitions, args.timeout)
-            _check(result, rows, stored, want_rows, want_fills)
-            runs.append(result)
+        tried: dict[int, list[Result]] = {p: [] for p in args.partitions}
+        for repeat in range(args.repeat):
+            # alternating order: a background load that changes over the minutes of a run hits every P alike
+            for partitions in sorted(args.partitions, reverse=repeat % 2 == 1):
+                where = root / f"p{partitions}-{repeat}"
+                result, rows, stored = _partitioned(where, fills, partitions, args.timeout)
+                _check(result, rows, stored, want_rows, want_fills)
+                tried[partitions].append(result)
+        # the cheapest run of each P (least disturbed by other work), and equal only if every run was
+        runs = [min(tried[p], key=lambda r: r["stages_us_per_fill"]) | {"equal": all(r["equal"] for r in tried[p])}
+                for p in sorted(tried)]  # fmt: skip
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
