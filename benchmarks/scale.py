@@ -22,8 +22,8 @@ Reported per run:
 * projected fills/s with one core per worker = min(fills ÷ max worker CPU, fills ÷ router CPU,
   fills ÷ aggregator CPU): the slowest stage, each on a core of its own (a projection from CPU time);
 * equal: every fill stored exactly once with the single run's realized PnL, and the last perf row of
-  every series equal to the single run's, field for field. A run that is not equal fails the
-  benchmark (exit 1): no speed is reported for a wrong result.
+  every series equal to the single run's, field for field. A run that is not equal is printed
+  NOT EQUAL with what differs and fails the benchmark (exit 1): its speed does not count.
 
     .venv/bin/python benchmarks/scale.py [--fills 200000] [--partitions 1 2 4] [--repeat 1] [--keep DIR] [--json]
 """
