@@ -14,7 +14,7 @@ COPY rules ./rules
 COPY examples/maps ./examples/maps
 # .[bus]: nats-py, for the scale profile's router, workers and aggregator (docker-compose.yml)
 RUN pip install .[bus] && useradd --system --uid 10001 --home-dir /var/lib/stratmon --create-home stratmon \
-    && install -d -o stratmon -g stratmon /var/lib/stratmon/grafana-alerting  # a volume inherits this owner
+    && install -d -o stratmon -g stratmon /var/lib/stratmon/grafana-alerting /var/lib/stratmon/.stratmon  # a volume inherits this owner
 COPY docker/collector.yaml /etc/stratmon/stratmon.yaml
 
 USER stratmon

@@ -230,7 +230,15 @@ def test_scale_processes_reach_the_cluster_influxdb_and_the_token_after_they_are
         assert env["STRATMON_INFLUX_DATABASE"] == "stratmon", name  # the database Grafana reads
         needs = {dependency: condition["condition"] for dependency, condition in service["depends_on"].items()}
         assert needs == {"influxdb": "service_healthy"} | dict.fromkeys(nodes, "service_healthy"), name
-        assert all(volume.split(":")[0].startswith(name) for volume in service["volumes"]), name  # own state
+        own, shared = service["volumes"][0], service["volumes"][1:]
+        assert own == f"{name}-state:/var/lib/stratmon", name  # state of its own
+        assert shared in ([], ["scale-parameters:/var/lib/stratmon/.stratmon"]), name
+    # the optimizer (in the aggregator) writes the parameter store the simulated desk (in the router) reads
+    for name in ("router", "aggregator"):
+        assert "scale-parameters:/var/lib/stratmon/.stratmon" in _processes()[name]["volumes"], name
+    simulator = yaml.safe_load((ROOT / "docker" / "collector.yaml").read_text())["sources"][1]
+    assert Path(simulator["parameters_file"]).parent == Path("/var/lib/stratmon/.stratmon")
+    assert "/var/lib/stratmon/.stratmon" in (ROOT / "Dockerfile").read_text()  # owned by the non-root user
 
 
 def test_the_scale_environment_is_a_valid_bus_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
