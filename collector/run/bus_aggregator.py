@@ -25,7 +25,7 @@ from collector.bus.base import Bus, Lease
 from collector.bus.records import RECORDS_DECODER
 from collector.config import Settings
 from collector.engine.engine import BatchResult
-from collector.run.bus_common import bus_config, holding, open_bus, restore, save
+from collector.run.bus_common import alerting_health, bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
 from collector.run.collector import alert_line, perf_line, start_alerting
 from collector.run.state_data import alerts_data
@@ -110,7 +110,9 @@ class Aggregator:
         if self.alerts is not None:
             state.alerts = alerts_data(self.alerts.export_state())
         await save(self.bus, NAME, state, lease)
-        fields = {"applied": self.aggregates.applied, "watermark_delay": self._delay()}
+        fields = {"applied": self.aggregates.applied, "watermark_delay": self._delay()} | alerting_health(
+            self.alerts, self.dispatcher
+        )
         self.writer.write(
             point("collector", {"instance": self.owner, "partition": "aggregate"}, fields, time.time_ns())
         )

@@ -14,6 +14,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from collector.alerts.evaluator import AlertEngine
+from collector.alerts.notify.dispatcher import Dispatcher
 from collector.bus.base import Bus, Lease, LeaseLost
 from collector.config import BusConfig, Settings
 from collector.engine.engine import Engine
@@ -87,3 +89,13 @@ async def restore(bus: Bus, name: str, settings: Settings, kind: type[Engine] = 
 
 async def save(bus: Bus, name: str, state: Checkpoint, lease: Lease) -> None:
     await bus.save(name, await asyncio.to_thread(checkpoint.encode, state), lease)  # a big state: not in the loop
+
+
+def alerting_health(alerts: AlertEngine | None, dispatcher: Dispatcher | None) -> dict[str, int]:
+    """The health fields `run` reports for its alert rules and notifiers (none when alerts are off)."""
+    fields: dict[str, int] = {}
+    if alerts is not None:
+        fields["alerts_fired"] = alerts.fired
+    if dispatcher is not None:
+        fields.update(notifications_sent=dispatcher.stats.sent, notifications_failed=dispatcher.stats.failed)
+    return fields

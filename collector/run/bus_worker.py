@@ -27,7 +27,7 @@ from collector.bus.worker import Booked, PartitionBooks, SeenFills
 from collector.config import Settings
 from collector.engine.engine import BatchResult
 from collector.engine.partition import BookEngine
-from collector.run.bus_common import bus_config, holding, open_bus, restore, save
+from collector.run.bus_common import alerting_health, bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
 from collector.run.collector import alert_line, perf_line, start_alerting
 from collector.run.state_data import alerts_data
@@ -132,7 +132,11 @@ class PartitionWorker:
         if self.alerts is not None:
             state.alerts = alerts_data(self.alerts.export_state())
         await save(self.bus, self.name, state, lease)
-        fields = {"fills_in": state.counters.fills_in, "consumer_lag": self.lag, "watermark": self.books.watermark}
+        fields = {
+            "fills_in": state.counters.fills_in,
+            "consumer_lag": self.lag,
+            "watermark": self.books.watermark,
+        } | alerting_health(self.alerts, self.dispatcher)
         self.writer.write(
             point("collector", {"instance": self.owner, "partition": str(self.partition)}, fields, time.time_ns())
         )

@@ -95,4 +95,6 @@ def test_bus_alerts_reach_the_webhook_and_jobs_run(
     stored = reader.query('SELECT last(active) AS active FROM alerts GROUP BY "rule", "level", "account", "strategy"')
     columns = (stored[tag] for tag in ("rule", "level", "account", "strategy"))
     assert set(zip(*columns, strict=True)) == want
+    health = reader.query('SELECT last(alerts_fired) AS fired FROM collector GROUP BY "partition"')
+    assert set(health["partition"]) == {"0", "1", "aggregate"}  # every process reports its rules, as `run` does
     assert any("rollup_1m:" in message for message in caplog.messages)  # the aggregator ran the scheduled jobs
