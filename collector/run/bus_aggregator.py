@@ -97,11 +97,13 @@ class Aggregator:
             self._emit(alerts.on_tick(changed, clock))
 
     def _emit(self, events: list[AlertEvent]) -> None:
-        """Alert transitions: an `alerts` point each, the notifiers (as `run` does)."""
+        """Alert transitions: an `alerts` point each (durable at once), the notifiers (as `run` does)."""
         for event in events:
             self.writer.write(alert_line(event))
             if self.dispatcher is not None:
                 self.dispatcher.submit(event)
+        if events:
+            self.writer.flush()
 
     async def _checkpoint(self, state: Checkpoint, position: int, lease: Lease) -> None:
         assert self.aggregates is not None

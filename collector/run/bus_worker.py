@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collector.alerts.evaluator import AlertEngine
+from collector.alerts.evaluator import AlertEngine, AlertEvent
 from collector.alerts.notify.dispatcher import Dispatcher
 from collector.bus.base import Bus, Lease
 from collector.bus.records import PART_DECODER, PART_ENCODER
@@ -107,6 +107,7 @@ class PartitionWorker:
         clock = engine.clock_ns
         changed = {s for s in engine.take_changed() if s.level == "book"}
         lines += [perf_line(engine.row(s), clock) for s in changed]
+        events: list[AlertEvent] = []
         if alerts is not None:
             result = BatchResult(
                 [pnl for _, pnl in booked.fills], dict(zip(booked.records.trips.row, booked.trips, strict=True))
@@ -117,6 +118,8 @@ class PartitionWorker:
                 for event in events:
                     self.dispatcher.submit(event)
         self.writer.write_lines(lines)
+        if events:
+            self.writer.flush()  # an alert's point is durable at once, as in `run`
         state.counters.fills_in += len(booked.fills)
 
     async def _checkpoint(self, state: Checkpoint, position: int, lease: Lease) -> None:
