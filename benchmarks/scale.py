@@ -83,44 +83,46 @@ def _partitioned(
 ) -> tuple[Result, dict[SeriesKey, Row], dict[str, tuple[int, float]]]:
     cluster = NatsCluster(root / "nats")
     server = LocalInfluxd(root / "influxd")
-    cluster.start()
-    influx = server.start()
-    bus = {"kind": "jetstream", "urls": cluster.urls, "partitions": partitions, "replicas": 3, "lease_ttl": 20.0}
-    world = Deployment(root / "world", influx, f"scale_p{partitions}", bus)
-    servers = [_pid(node.dir / "nats.conf") for node in cluster.nodes] + [influx.pid]
-    try:
-        workers = [world.start_worker(p, p) for p in range(partitions)]
-        world.start_aggregator()
-        world.start_router()
-        _warm_up(world, fills, servers)
-        before = world.cpu() | {f"pid-{pid}": cpu_seconds(pid) for pid in servers}
-        start = time.monotonic()
-        world.feed(fills)
-        world.wait(lambda: world.booked() > len(fills), timeout, "portfolio point of the last fill")
-        wall = time.monotonic() - start
-        world.wait(lambda: world.stored() > len(fills), timeout, "stored fills")
-        world.settle(servers)
-        after = world.cpu() | {f"pid-{pid}": cpu_seconds(pid) for pid in servers}
-        used = {name: after[name] - before[name] for name in before}
-        worker_cpu = [used[w] for w in workers]
-        n = len(fills)
-        result = {
-            "partitions": partitions,
-            "fills_per_s": round(n / wall),
-            "router_us_per_fill": _us(used["router"], n),
-            "workers_us_per_fill": _us(sum(worker_cpu), n),
-            "worker_us_per_fill_max": _us(max(worker_cpu), n),
-            "aggregator_us_per_fill": _us(used["aggregator"], n),
-            "stages_us_per_fill": _us(used["router"] + sum(worker_cpu) + used["aggregator"], n),
-            "nats_us_per_fill": _us(sum(used[f"pid-{pid}"] for pid in servers[:-1]), n),
-            "influxd_us_per_fill": _us(used[f"pid-{influx.pid}"], n),
-            "workers_cpu_s": round(sum(worker_cpu), 3),
-            "aggregator_records_per_cpu_s": round(n / used["aggregator"]),
-            "projected_fills_per_s": round(min(n / max(worker_cpu), n / used["router"], n / used["aggregator"])),
-        }
-        return result, world.rows(), world.fills()
+    try:  # the servers stop whatever fails once they are started
+        cluster.start()
+        influx = server.start()
+        bus = {"kind": "jetstream", "urls": cluster.urls, "partitions": partitions, "replicas": 3, "lease_ttl": 20.0}
+        world = Deployment(root / "world", influx, f"scale_p{partitions}", bus)
+        servers = [_pid(node.dir / "nats.conf") for node in cluster.nodes] + [influx.pid]
+        try:
+            workers = [world.start_worker(p, p) for p in range(partitions)]
+            world.start_aggregator()
+            world.start_router()
+            _warm_up(world, fills, servers)
+            before = world.cpu() | {f"pid-{pid}": cpu_seconds(pid) for pid in servers}
+            start = time.monotonic()
+            world.feed(fills)
+            world.wait(lambda: world.booked() > len(fills), timeout, "portfolio point of the last fill")
+            wall = time.monotonic() - start
+            world.wait(lambda: world.stored() > len(fills), timeout, "stored fills")
+            world.settle(servers)
+            after = world.cpu() | {f"pid-{pid}": cpu_seconds(pid) for pid in servers}
+            used = {name: after[name] - before[name] for name in before}
+            worker_cpu = [used[w] for w in workers]
+            n = len(fills)
+            result = {
+                "partitions": partitions,
+                "fills_per_s": round(n / wall),
+                "router_us_per_fill": _us(used["router"], n),
+                "workers_us_per_fill": _us(sum(worker_cpu), n),
+                "worker_us_per_fill_max": _us(max(worker_cpu), n),
+                "aggregator_us_per_fill": _us(used["aggregator"], n),
+                "stages_us_per_fill": _us(used["router"] + sum(worker_cpu) + used["aggregator"], n),
+                "nats_us_per_fill": _us(sum(used[f"pid-{pid}"] for pid in servers[:-1]), n),
+                "influxd_us_per_fill": _us(used[f"pid-{influx.pid}"], n),
+                "workers_cpu_s": round(sum(worker_cpu), 3),
+                "aggregator_records_per_cpu_s": round(n / used["aggregator"]),
+                "projected_fills_per_s": round(min(n / max(worker_cpu), n / used["router"], n / used["aggregator"])),
+            }
+            return result, world.rows(), world.fills()
+        finally:
+            world.stop()
     finally:
-        world.stop()
         server.stop()
         cluster.stop()
 
