@@ -54,10 +54,18 @@ class FillResult:
 
 @dataclass(slots=True)
 class BatchResult:
-    """What `on_events` did: realized PnL per event (0.0 for a mark) and the round trips, by event index."""
+    """What `on_events` did: realized PnL per event (0.0 for a mark) and the round trips, by event index.
+
+    `ei`, `ef`, `ti`, `tf`: the kernel's event and result arrays (layout.py), for consumers that work
+    per batch in arrays (the alert rules) rather than per event in Python.
+    """
 
     realized: list[float]
     trips: dict[int, RoundTrip]
+    ei: np.ndarray
+    ef: np.ndarray
+    ti: np.ndarray
+    tf: np.ndarray
 
 
 @dataclass
@@ -191,7 +199,7 @@ class Engine:
             i: self._trip(events[i], floats, ints)  # type: ignore[arg-type]
             for i, floats, ints in zip(at.tolist(), tf[at].tolist(), ti[at].tolist(), strict=True)
         }
-        return BatchResult(tf[:, L.T_REALIZED].tolist(), trips)
+        return BatchResult(tf[:, L.T_REALIZED].tolist(), trips, ei, ef, ti, tf)
 
     def _encode_fills(self, fills: Sequence[Fill], rows: list[int] | None, ei: np.ndarray, ef: np.ndarray) -> None:
         """Fills into rows `rows` (None: all) of the event arrays, columns at a time; new positions interned."""
