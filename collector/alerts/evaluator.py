@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import time as clock_time
 from typing import Any, ClassVar
 
+import numpy as np
+
 from collector.alerts.detectors import Cusum, DailyReturns, PageHinkley, SlippageHistory, TradeWindow
 from collector.alerts.rules import (
     DAYS,
@@ -47,6 +49,7 @@ from collector.alerts.rules import (
     ThresholdRule,
     _Rule,
 )
+from collector.engine import layout as L
 from collector.engine import metrics
 from collector.engine.daily import DAY_NS
 from collector.engine.engine import BatchResult, Engine, FillResult
@@ -528,13 +531,29 @@ class AlertEngine:
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
         """One fill the engine has booked (at event time `now`, the engine clock by default)."""
         clock = self.engine.clock_ns if now is None else now
-        trips = {} if result.round_trip is None else {0: result.round_trip}
-        out = self.on_batch([fill], BatchResult([result.realized_pnl], trips), clock)
+        out = self.on_batch([fill], self._single(fill, result), clock)
         now = max(clock, fill.ts)
         for watched in self._books[(fill.account, fill.strategy)].chain:
             if watched.on_tick:
                 self._evaluate(watched, watched.on_tick, now, out)
         return out
+
+    def _single(self, fill: Fill, result: FillResult) -> BatchResult:
+        """The batch arrays `Engine.on_events` would have returned for this fill alone."""
+        ei, ef = np.zeros((1, L.EI_WIDTH), L.INT), np.zeros((1, L.EF_WIDTH), L.FLOAT)
+        ti, tf = np.zeros((1, L.TI_WIDTH), L.INT), np.zeros((1, L.TF_WIDTH), L.FLOAT)
+        ei[0, L.E_ID] = self.engine.position_ids[(fill.account, fill.strategy, fill.symbol)]
+        ei[0, L.E_TS] = fill.ts
+        slippage = fill.slippage_bps
+        ei[0, L.E_HAS_SLIP] = slippage is not None
+        ef[0, L.E_SLIP] = 0.0 if slippage is None else slippage
+        tf[0, L.T_REALIZED] = result.realized_pnl
+        trips = {}
+        if result.round_trip is not None:
+            trips[0] = result.round_trip
+            ti[0, L.T_HAS] = 1
+            tf[0, L.T_NET] = result.round_trip.net_pnl
+        return BatchResult([result.realized_pnl], trips, ei, ef, ti, tf)
 
     def _step(self, watch: Watch, value: float | None, now: int, out: list[AlertEvent]) -> None:
         if (transition := watch.step(value, now)) is not None:
