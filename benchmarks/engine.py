@@ -228,8 +228,7 @@ def measure(fills: list[Fill], batch: int, check_fills: int, warmup: int = 0) ->
     loop = python_loop(fills, warmup)
     reference_rate, equal = check(engine, fills, check_fills, batch)
     timed = len(fills) - warmup
-    hi = engine.hi[: engine.counts["holdings"]]
-    holders = np.bincount(hi[hi[:, L.H_HELD] == 1, L.H_SYMBOL])
+    holders = engine.yi[: engine.counts["symbols"], L.Y_COUNT]
     rate = timed / seconds
     return {
         "fills": len(fills),

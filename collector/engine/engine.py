@@ -83,9 +83,9 @@ _TABLES = {
 }
 _INT_DEFAULTS = {  # a new row's integer fields (the rest 0)
     "series": {L.S_DAY: -1, L.S_HEAD: -1, L.S_TAIL: -1},
-    "holdings": {L.H_NEXT: -1, L.H_PREV: -1, L.H_YNEXT: -1, L.H_YPREV: -1},
+    "holdings": {L.H_NEXT: -1, L.H_PREV: -1, L.H_SLOT: -1},
     "positions": {L.P_HEAD: -1, L.P_TAIL: -1},
-    "symbols": {L.Y_HEAD: -1},
+    "symbols": {},
 }
 
 
@@ -259,7 +259,7 @@ class Engine:
     def take_changed(self) -> set[Series]:
         """Series changed since the last call (what a live writer flushes)."""
         out = np.empty(self.counts["series"], L.INT)
-        n = kernel().take_changed(self.g, self.si, self.hi, self.yi, out)
+        n = kernel().take_changed(self.g, self.si, self.yi, out)
         by_index = self.by_index
         return {by_index[i] for i in out[:n].tolist()}
 
@@ -395,7 +395,37 @@ class Engine:
             h = self.holding_ids[key] = self._row("holdings")
             self.hi[h, L.H_SERIES] = series.index
             self.hi[h, L.H_SYMBOL] = y
+            self.yi[y, L.Y_HOLDINGS] += 1
+            if self.yi[y, L.Y_HOLDINGS] > self.yi[y, L.Y_CAP]:
+                self._grow_holders(y)
         return h
+
+    def _grow_holders(self, y: int) -> None:
+        """Twice the heap run of symbol y: moved to the heap's free end, or all runs packed into a larger heap."""
+        yi, hi = self.yi, self.hi
+        start, count, cap = (int(v) for v in yi[y, [L.Y_START, L.Y_COUNT, L.Y_CAP]])
+        new_cap = max(8, 2 * cap)
+        heap = self.g[L.G_WIDTH :].reshape(-1, 2)
+        end = int(self.g[L.G_HEAP_END])
+        if end + new_cap <= len(heap):
+            heap[end : end + count] = heap[start : start + count]
+            hi[heap[end : end + count, 0], L.H_SLOT] = np.arange(end, end + count)
+            yi[y, L.Y_START], yi[y, L.Y_CAP] = end, new_cap
+            self.g[L.G_HEAP_END] = end + new_cap
+            return
+        symbols = self.counts["symbols"]
+        caps = yi[:symbols, L.Y_CAP].copy()
+        caps[y] = new_cap
+        starts = np.concatenate([[0], np.cumsum(caps)[:-1]])
+        total = int(caps.sum())
+        packed = np.zeros((2 * total, 2), L.INT)  # half free: the next runs to grow move there
+        for z in np.flatnonzero(yi[:symbols, L.Y_COUNT]).tolist():
+            old, new, n = int(yi[z, L.Y_START]), int(starts[z]), int(yi[z, L.Y_COUNT])
+            packed[new : new + n] = heap[old : old + n]
+            hi[packed[new : new + n, 0], L.H_SLOT] = np.arange(new, new + n)
+        yi[:symbols, L.Y_START], yi[:symbols, L.Y_CAP] = starts, caps
+        self.g = np.concatenate([self.g[: L.G_WIDTH], packed.reshape(-1)])
+        self.g[L.G_HEAP_END] = total
 
     def _position(self, key: tuple[str, str, str]) -> int:
         account, strategy, symbol = key
