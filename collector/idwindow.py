@@ -47,9 +47,11 @@ class HashRing:
         size = 1 << max(4, (2 * capacity - 1).bit_length())
         self._mask = size - 1
         self._limit = int(MAX_LOAD * size)
+        # written (np.full, not np.zeros) so every page is resident now: the process's RSS is the window's
+        # full size from the first id on, instead of creeping up over the first `capacity` ids
         self._table = np.full(size, EMPTY, dtype=np.int32)
-        self._hash = np.zeros(capacity, dtype=np.int64)
-        self._value = np.zeros(capacity, dtype=np.int64)
+        self._hash = np.full(capacity, 0, dtype=np.int64)
+        self._value = np.full(capacity, 0, dtype=np.int64)
         # memoryviews: a scalar read or write through them costs a third of numpy's
         self._views = (self._table.data, self._hash.data, self._value.data)
         self._used = 0  # occupied table slots
