@@ -72,6 +72,7 @@ from collector.engine.layout import (
     P_SYMBOL,
     P_TAIL,
     S_CAPITAL,
+    S_CASH,
     S_DAY,
     S_DOWN_SQ,
     S_FEES,
@@ -123,11 +124,14 @@ from collector.engine.positions import PNL_TOL, QTY_TOL
 
 # numba's cache is keyed on this file only, and compiles the column numbers in as constants: a layout
 # change must change this file too, or a stale compiled kernel would read the wrong columns.
-LAYOUT = "35de31246690b07b"
+LAYOUT = "811ecbd55127ec6b"
 if layout.digest() != LAYOUT:
     raise ImportError(f"collector/engine/layout.py changed (digest {layout.digest()}): update kernel.LAYOUT")
 
 DAY_NS = 86_400 * 1_000_000_000
+# A symbol's holders are revalued this many at a time: first their holdings and series rows are read
+# and updated (a short loop whose cache misses overlap), then their equity observed from cache.
+CHUNK = 64
 ZERO_Q = 1e-12  # aggregate quantities this close to zero are flat (float sums of offsetting books)
 
 
@@ -173,7 +177,7 @@ def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, ca
             share = drawdown / (capital + peak)
             if share > sf[s, S_MAX_DD_PCT]:
                 sf[s, S_MAX_DD_PCT] = share
-    open_day = si[s, S_DAY]
+    open_day = int(sf[s, S_DAY])
     if day > open_day:
         if open_day < 0:
             si[s, S_N] = 0
@@ -196,19 +200,49 @@ def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, ca
                 sf[s, S_MEAN] += delta * k / total
                 si[s, S_N] = total
             sf[s, S_PREV_CLOSE] = sf[s, S_LAST]
-        si[s, S_DAY] = day
+        sf[s, S_DAY] = day
     sf[s, S_LAST] = equity
 
 
-@njit(cache=True)
-def _evaluate(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float, day: int, cal: int) -> None:
-    """Revalue holding h of series s at `mark` and observe the series' equity."""
+@njit(cache=True, inline="always")
+def _revalue(sf: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float) -> float:
+    """Revalue holding h of series s at `mark` (its value, the series' unrealized); the series' equity."""
     old = hf[h, H_V]
     value = hf[h, H_Q] * mark
     hf[h, H_V] = value
     unrealized = sf[s, S_UNREALIZED] + (value - old)
     sf[s, S_UNREALIZED] = unrealized
-    _observe(sf, si, s, sf[s, S_REALIZED] - sf[s, S_FEES] + unrealized, day, cal)
+    return float(sf[s, S_CASH] + unrealized)
+
+
+@njit(cache=True)
+def _evaluate(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float, day: int, cal: int) -> None:
+    """Revalue holding h of series s at `mark` and observe the series' equity."""
+    _observe(sf, si, s, _revalue(sf, hf, h, s, mark), day, cal)
+
+
+@njit(cache=True)
+def _evaluate_run(
+    g: np.ndarray,
+    sf: np.ndarray,
+    si: np.ndarray,
+    hf: np.ndarray,
+    y_start: int,
+    count: int,
+    mark: float,
+    day: int,
+    cal: int,
+) -> None:
+    """_evaluate every holder of a heap run, CHUNK at a time (each holder is another series: any order is the same)."""
+    equity = np.empty(CHUNK, np.float64)
+    at = G_WIDTH + 2 * y_start
+    end = at + 2 * count
+    for chunk in range(at, end, 2 * CHUNK):
+        stop = min(chunk + 2 * CHUNK, end)
+        for i in range(chunk, stop, 2):
+            equity[(i - chunk) >> 1] = _revalue(sf, hf, g[i], g[i + 1], mark)
+        for i in range(chunk, stop, 2):
+            _observe(sf, si, g[i + 1], equity[(i - chunk) >> 1], day, cal)
 
 
 @njit(cache=True)
@@ -328,9 +362,7 @@ def _set_mark(
             yi[y, Y_DIRTY] = 1
             yi[g[G_NDIRTY], Y_DIRTY_LIST] = y
             g[G_NDIRTY] += 1
-        at = G_WIDTH + 2 * yi[y, Y_START]
-        for i in range(at, at + 2 * yi[y, Y_COUNT], 2):
-            _evaluate(sf, si, hf, g[i], g[i + 1], mark, day, cal)
+        _evaluate_run(g, sf, si, hf, yi[y, Y_START], yi[y, Y_COUNT], mark, day, cal)
     for i in range(nflat):
         h = flat[i]
         _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
@@ -524,6 +556,7 @@ def _apply_chain(
         s = hi[h, H_SERIES]
         sf[s, S_REALIZED] += realized
         sf[s, S_FEES] += fee
+        sf[s, S_CASH] = sf[s, S_REALIZED] - sf[s, S_FEES]
         si[s, S_FILLS] += 1
         sf[s, S_VOLUME] += notional
         if has_slip:
@@ -662,4 +695,4 @@ def observe(g: np.ndarray, sf: np.ndarray, si: np.ndarray, s: int, ts: int) -> N
     unrealized = sf[s, S_UNREALIZED] + 0.0
     sf[s, S_UNREALIZED] = unrealized
     cal = g[G_CALENDAR]
-    _observe(sf, si, s, sf[s, S_REALIZED] - sf[s, S_FEES] + unrealized, period_day(ts, cal), cal)
+    _observe(sf, si, s, sf[s, S_CASH] + unrealized, period_day(ts, cal), cal)

@@ -22,14 +22,18 @@ FLOAT = np.float64
 INT = np.int64
 NONE = -1
 
-# ---- series: sf (what revaluing a holder reads and writes first: one cache line of an aligned row) --------
-S_REALIZED, S_FEES, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT, S_LAST, S_CAPITAL = range(8)
-S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = range(8, 14)
-S_PREV_CLOSE, S_MEAN, S_M2, S_DOWN_SQ = range(14, 18)
+# ---- series: sf ---------------------------------------------------------------------------------
+# Everything revaluing a holder reads and writes is in the first 8 columns: one cache line of a row
+# (the engine allocates its tables 64-byte aligned). S_CASH = realized − fees (kept so on every
+# change of either: the same subtraction the equity would do); S_DAY: the open period day, a whole
+# number (−1: no event yet, the daily moments are None).
+S_CASH, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT, S_LAST, S_CAPITAL, S_DAY = range(8)
+S_REALIZED, S_FEES, S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = range(8, 16)
+S_PREV_CLOSE, S_MEAN, S_M2, S_DOWN_SQ = range(16, 20)
 SF_WIDTH = 24  # padded to whole cache lines
-# ---- series: si (S_DAY = -1: no event yet, the daily moments are None) --------------------------
-S_DAY, S_N, S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS = range(7)
-S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = range(7, 12)  # TOUCH_LIST: row i = i-th touched id
+# ---- series: si ---------------------------------------------------------------------------------
+S_N, S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS = range(6)
+S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = range(6, 11)  # TOUCH_LIST: row i = i-th touched id
 SI_WIDTH = 16
 
 # ---- holdings: hf, hi (a series' holdings form a list in insertion order: HEAD/TAIL, H_NEXT/H_PREV) --

@@ -240,7 +240,7 @@ def _replace_series(engine: Engine, live: Series, scratch: Engine, new: Series |
     if new is None:
         engine.sf[i] = 0.0
         engine.si[i] = 0
-        engine.si[i, L.S_DAY] = -1
+        engine.sf[i, L.S_DAY] = -1.0
         fresh: dict[str, tuple[float, float, int]] = {}
     else:
         engine.sf[i] = scratch.sf[new.index]
