@@ -50,7 +50,24 @@ from collector.alerts.rules import (
     ThresholdRule,
     _Rule,
 )
-from collector.alerts.windows import COLUMNS, SlippageWindows, scan
+from collector.alerts.windows import (
+    COLUMNS,
+    D_ACTIVE,
+    D_CAPITAL,
+    D_THRESHOLD,
+    I_ACTIVE,
+    O_BOOK,
+    O_BOOK_AT,
+    O_DRAWDOWN,
+    O_LAST,
+    O_NOW,
+    O_SLOT,
+    O_STEP,
+    O_TRIP,
+    OI_WIDTH,
+    SlippageWindows,
+    scan,
+)
 from collector.engine import layout as L
 from collector.engine import metrics
 from collector.engine.daily import DAY_NS
@@ -428,22 +445,23 @@ class AlertEngine:
         self._timed: dict[_Watched, None] = {}  # series with staleness watches (time alone changes them)
         self._waiting: dict[_Watched, None] = {}  # series that may have a running timer (pruned on ticks)
         self._books: dict[int, _Book] = {}  # by the book's series row
-        # slippage watches: their windows in arrays (slots), and per book row the slots its fills feed
-        width = max((r.window for r in rules.rules if isinstance(r, SlippageRule)), default=1)
-        self._windows = SlippageWindows(width)
+        # watches read in arrays by windows.scan: slippage (windows in slots) and fast-path drawdowns
+        window = max((r.window for r in rules.rules if isinstance(r, SlippageRule)), default=1)
+        self._windows = SlippageWindows(window)
         self._slots: dict[SlippageWatch, int] = {}
         self._slot_watch: list[SlippageWatch] = []
-        # book series row → 1 once built, then its chain's slots (-1: none)
-        self._book_slots = np.zeros((0, 1), np.int64)
-        self._seen = np.zeros(0, np.int64)  # scratch of windows.scan, by series row (-1)
-        # fast-path drawdown watches, read in arrays at the end of each batch: book row → their slots (-1: none),
-        # by slot: series row, capital base, threshold, active, a scratch flag
-        self._book_drawdowns = np.full((0, 0), -1, np.int64)
         self._dd_slots: dict[DrawdownWatch, int] = {}
         self._dd_watch: list[DrawdownWatch] = []
-        self._drawdowns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (
-            np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.bool_), np.zeros(0, np.int64),
-        )  # fmt: skip
+        self._ddi = np.zeros((0, 3), np.int64)  # by drawdown slot: D_SERIES, D_ACTIVE, D_TOUCHED
+        self._ddf = np.zeros((0, 2))  # D_CAPITAL, D_THRESHOLD
+        # per book series row: 1 once built, its chain's slippage slots, its fast drawdown slots (-1: none);
+        # a rule gives a chain at most one watch
+        self._width = sum(isinstance(r, SlippageRule) for r in rules.rules)
+        drawdowns = sum(r.kind == "drawdown_pct" and r.fast_path for r in rules.rules)
+        self._table = np.zeros((0, 1 + self._width + drawdowns), np.int64)
+        self._seen = np.zeros(0, np.int64)  # scratch of scan, by series row (-1)
+        self._oi = np.zeros((0, OI_WIDTH), np.int64)  # scan's output buffers
+        self._of = np.zeros((0, 2))
         self.health: list[Watch] = [HealthWatch(rule, COLLECTOR_KEY) for rule in self.by_level.get("collector", [])]
         self.fired = 0
         self.recent: deque[AlertEvent] = deque(maxlen=RECENT)  # the latest firing events (live view)
@@ -473,8 +491,7 @@ class AlertEngine:
                 watched.split()
                 self._own(watched)
         self._books.clear()  # rebuilt with the adopted watches (their windows loaded into new slots)
-        self._book_slots[:] = 0
-        self._book_drawdowns[:] = -1
+        self._table[:] = 0
 
     def firing(self) -> Counter[tuple[str, str]]:
         """Alerts firing now, counted by (rule, severity)."""
@@ -522,31 +539,25 @@ class AlertEngine:
         )
         self._books[row] = book
         slots = [self._slot(w) for w in watches if isinstance(w, SlippageWatch)]
-        if len(slots) >= self._book_slots.shape[1]:
-            self._grow(len(self._book_slots), len(slots) + 1)
-        table = self._book_slots
-        table[row] = -1
-        table[row, 0] = 1
-        table[row, 1 : len(slots) + 1] = slots
         drawdowns = [self._drawdown_slot(w, watched) for watched in chain for w in watched.fast_drawdowns]
-        if len(drawdowns) > self._book_drawdowns.shape[1]:
-            self._grow(len(self._book_slots), 1, len(drawdowns))
-        self._book_drawdowns[row] = -1
-        self._book_drawdowns[row, : len(drawdowns)] = drawdowns
+        self._table[row] = -1
+        self._table[row, 0] = 1
+        self._table[row, 1 : 1 + len(slots)] = slots
+        self._table[row, 1 + self._width : 1 + self._width + len(drawdowns)] = drawdowns
         return book
 
     def _drawdown_slot(self, watch: DrawdownWatch, watched: _Watched) -> int:
         """The watch's slot in the drawdown arrays, with the series' capital base now (a new book: more accounts)."""
         slot = self._dd_slots.get(watch)
-        dd = self._drawdowns
         if slot is None:
             slot = self._dd_slots[watch] = len(self._dd_watch)
             self._dd_watch.append(watch)
-            if slot == len(dd[0]):
-                dd = self._drawdowns = tuple(np.resize(a, max(8, 2 * slot)) for a in dd)  # type: ignore[assignment]
-            dd[0][slot], dd[2][slot], dd[4][slot] = watched.series.index, watch.threshold, 0
-            dd[3][slot] = watch.firing or watch.pending_since is not None
-        dd[1][slot] = self._capital(watched)
+            if slot == len(self._ddi):
+                self._ddi = np.resize(self._ddi, (max(8, 2 * slot), 3))
+                self._ddf = np.resize(self._ddf, (max(8, 2 * slot), 2))
+            self._ddi[slot] = (watched.series.index, watch.firing or watch.pending_since is not None, 0)
+            self._ddf[slot, D_THRESHOLD] = watch.threshold
+        self._ddf[slot, D_CAPITAL] = self._capital(watched)
         return slot
 
     def _capital(self, watched: _Watched) -> float:
@@ -554,16 +565,6 @@ class AlertEngine:
         if watched.capital[0] != accounts:  # the capital base changes only when the series gains an account
             watched.capital = (accounts, self.engine.capital_base(watched.series))
         return watched.capital[1]
-
-    def _grow(self, rows: int, width: int, drawdowns: int = 0) -> None:
-        """Room for `rows` series rows, `width` - 1 slippage and `drawdowns` drawdown slots per book."""
-        table, dd = self._book_slots, self._book_drawdowns
-        grown = np.zeros((max(len(table), rows), max(table.shape[1], width)), np.int64)
-        grown[: len(table), : table.shape[1]] = table
-        grown_dd = np.full((len(grown), max(dd.shape[1], drawdowns)), -1, np.int64)
-        grown_dd[: len(dd), : dd.shape[1]] = dd
-        self._book_slots, self._book_drawdowns = grown, grown_dd
-        self._seen = np.full(len(grown), -1, np.int64)
 
     def _slot(self, watch: SlippageWatch) -> int:
         """The watch's slot (its window loaded into the arrays when it first gets one)."""
@@ -582,24 +583,33 @@ class AlertEngine:
         round trips, in event order, then once per book of the batch what its fills changed.
         """
         out: list[AlertEvent] = []
-        windows = self._windows
-        if len(self._book_slots) < len(self.engine.by_index):  # rows for every series (scan indexes them)
-            self._grow(2 * len(self.engine.by_index), 1)
+        n, rows = len(result.ei), len(self.engine.by_index)
+        if len(self._table) < rows:  # a row for every series (scan indexes them)
+            grown = np.zeros((2 * rows, self._table.shape[1]), np.int64)
+            grown[: len(self._table)] = self._table
+            self._table, self._seen = grown, np.full(2 * rows, -1, np.int64)
+        if len(self._oi) < n * max(1, self._table.shape[1]):
+            self._oi = np.zeros((2 * n * self._table.shape[1], OI_WIDTH), np.int64)
+            self._of = np.zeros((len(self._oi), 2))
+        w, oi = self._windows, self._oi
         while True:
-            w = windows
-            nb, rows, last, book_at, nows, trips, steps, slots, values, dd_slots, dd_values = scan(
+            nb, nt, ns, nd = scan(
                 COLUMNS, result.ei, result.ef, result.ti, self.engine.pi, self.engine.sf, clock_ns, self._seen,
-                self._book_slots, (w.ring, w.ordered, w.si, w.sf, w.threshold, w.active, w.hot),
-                self._book_drawdowns, self._drawdowns,
+                self._table, self._width, w.ring, w.ordered, w.si, w.sf, self._ddi, self._ddf, oi, self._of,
             )  # fmt: skip
             if nb >= 0:
                 break
-            for row in rows.tolist():  # new books, made in the order of their first fill, then scanned again
+            for row in oi[: -1 - nb, O_BOOK].tolist():  # new books, made in order, then scanned again
                 if row not in self._books:
                     self._book(row)
         if not nb:  # marks change current-state statistics only: ticks re-read them
             return out
-        books = [self._books[row] for row in rows.tolist()]
+        nows = oi[:n, O_NOW]
+        book_at = oi[:n, O_BOOK_AT]
+        rows_, last = oi[:nb, O_BOOK].tolist(), oi[:nb, O_LAST].tolist()
+        books = [self._books[row] for row in rows_]
+        trips, steps, slots, values = oi[:nt, O_TRIP], oi[:ns, O_STEP], oi[:ns, O_SLOT], self._of[:ns, 0]
+        dd_slots, dd_values = oi[:nd, O_DRAWDOWN], self._of[:nd, 1]
         tripped: dict[_Book, None] = {}
         trip_at, step_at = trips.tolist(), steps.tolist()
         slot_of, value_of = slots.tolist(), values.tolist()
@@ -629,7 +639,7 @@ class AlertEngine:
                 ):
                     self._step(observer, value, int(nows[i]), out)
         drawdowns = [(self._dd_watch[d], v) for d, v in zip(dd_slots.tolist(), dd_values.tolist(), strict=True)]
-        self._settle(list(zip(books, last.tolist(), strict=True)), tripped, drawdowns, int(nows[-1]), out)
+        self._settle(list(zip(books, last, strict=True)), tripped, drawdowns, int(nows[-1]), out)
         return out
 
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
@@ -665,9 +675,9 @@ class AlertEngine:
         if watch.waiting and watch.key != COLLECTOR_KEY:
             self._waiting[self._owner[watch]] = None
         if type(watch) is SlippageWatch and (slot := self._slots.get(watch)) is not None:
-            self._windows.active[slot] = watch.firing or watch.pending_since is not None
+            self._windows.si[slot, I_ACTIVE] = watch.firing or watch.pending_since is not None
         elif type(watch) is DrawdownWatch and (slot := self._dd_slots.get(watch)) is not None:
-            self._drawdowns[3][slot] = watch.firing or watch.pending_since is not None
+            self._ddi[slot, D_ACTIVE] = watch.firing or watch.pending_since is not None
 
     def _settle(
         self,
@@ -711,13 +721,17 @@ class AlertEngine:
         watched_of = self._watched.get
         candidates = {watched for series in changed if (watched := watched_of(series)) is not None}
         candidates.update(self._timed, self._waiting)
+        timed, waiting = self._timed, self._waiting
         for watched in sorted(candidates, key=attrgetter("order")):
             recheck = watched.on_tick if watched.series in changed else []
-            due = recheck + [w for w in watched.watches if (w.waiting or w in watched.timed) and w not in recheck]
+            if watched in timed or watched in waiting:  # else no watch of it has a timer running
+                due = recheck + [w for w in watched.watches if (w.waiting or w in watched.timed) and w not in recheck]
+            else:
+                due = recheck
             if due:
                 self._evaluate(watched, due, now_ns, events)
-            if watched in self._waiting and not any(w.waiting for w in watched.watches):
-                del self._waiting[watched]
+            if watched in waiting and not any(w.waiting for w in watched.watches):
+                del waiting[watched]
         return events
 
     def on_health(self, values: dict[str, float | None], now_ns: int) -> list[AlertEvent]:

@@ -32,10 +32,16 @@ from collector.engine.layout import (
     T_HAS,
 )
 
-I_COUNT, I_HEAD, I_STALE, I_WINDOW, I_MIN, I_REFRESH = range(6)  # si columns (per slot)
-SI_WIDTH = 6
-F_MEDIAN, F_SCALE, F_LAST_Z = range(3)  # sf columns
-SF_WIDTH = 3
+I_COUNT, I_HEAD, I_STALE, I_WINDOW, I_MIN, I_REFRESH, I_ACTIVE, I_HOT = range(8)  # si columns (per slot)
+SI_WIDTH = 8  # I_ACTIVE: the watch is firing or pending; I_HOT: scratch of `scan`
+F_MEDIAN, F_SCALE, F_LAST_Z, F_THRESHOLD = range(4)  # sf columns (F_THRESHOLD: the watch's, on |z|)
+SF_WIDTH = 4
+# drawdown slots: ddi columns (D_ACTIVE: firing or pending; D_TOUCHED: scratch), ddf columns
+D_SERIES, D_ACTIVE, D_TOUCHED = range(3)
+D_CAPITAL, D_THRESHOLD = range(2)
+# scan's output buffers: oi columns, of = (|z| of a slippage step, drawdown of a drawdown step)
+O_BOOK, O_LAST, O_BOOK_AT, O_NOW, O_TRIP, O_STEP, O_SLOT, O_DRAWDOWN = range(8)
+OI_WIDTH = 8
 
 
 @njit(cache=True)
@@ -131,34 +137,39 @@ def scan(
     sf: np.ndarray,
     clock: int,
     seen: np.ndarray,
-    book_slots: np.ndarray,
-    windows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    book_drawdowns: np.ndarray,
-    drawdowns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-           np.ndarray, np.ndarray]:  # fmt: skip
+    table: np.ndarray,
+    width: int,
+    ring: np.ndarray,
+    ordered: np.ndarray,
+    wi: np.ndarray,
+    wf: np.ndarray,
+    ddi: np.ndarray,
+    ddf: np.ndarray,
+    oi: np.ndarray,
+    of: np.ndarray,
+) -> tuple[int, int, int, int]:
     """One batch in one pass (ei, ef, ti: the engine's batch arrays; pi, sf: its positions and series).
 
-    Returns (books, their rows, their last fill times, each event's book (-1: a mark), the engine
-    clock at each event, round-trip events, slippage steps as (event, slot, |z|; NaN: undefined),
-    drawdown steps as (slot, drawdown % of peak NAV; NaN: undefined)).
-    Books are in the order of their first fill; books = -1 when one of them has no slots row yet
-    (book_slots[row, 0] = 1 once the evaluator built it): nothing is folded in then.
-    Slippage steps are every observation of a window whose watch is active or whose |z| crosses
-    its threshold in this batch, in event order (a watch that becomes active steps at each
-    observation after). Drawdown steps: the fast-path drawdown watches of the batch's books
-    (book_drawdowns: per book row, -1 padded) that are active or whose drawdown crosses.
-    `seen` and the hot/touched scratch arrays are -1/0 again on return.
+    table: per book row, 1 once the evaluator built it, then `width` slippage slots and the
+    fast-path drawdown slots of its chain (-1: none). Writes into oi/of (rows ≥ events × slots)
+    and returns their counts: (books, round trips, slippage steps, drawdown steps):
+    - books in the order of their first fill (O_BOOK: row, O_LAST: latest fill time), and per
+      event its book (O_BOOK_AT, -1: a mark) and the engine clock (O_NOW); books = -1 - books when
+      one of them is not built yet: nothing is folded in then;
+    - round-trip events (O_TRIP);
+    - slippage steps (O_STEP event, O_SLOT, of[:, 0] |z|, NaN: undefined): every observation of a
+      window whose watch is active or whose |z| crosses its threshold in this batch, in event order
+      (a watch that becomes active steps at each observation after);
+    - drawdown steps (O_DRAWDOWN slot, of[:, 1] drawdown % of peak NAV as metrics.drawdown_pct,
+      NaN: undefined): the batch's books' fast-path drawdown watches that are active or cross.
+    Scratch (seen, I_HOT, D_TOUCHED) is -1/0 again on return.
     """
     e_kind, e_id, e_ts, e_has_slip, e_slip, p_book, t_has, s_peak, s_realized, s_unrealized, s_fees = columns
-    ring, ordered, si, wf, threshold, active, hot = windows
     n = ei.shape[0]
-    rows = np.empty(n, np.int64)
-    last = np.empty(n, np.int64)
-    book_at = np.full(n, -1, np.int64)
     nb = 0
     unknown = False
     for i in range(n):
+        oi[i, O_BOOK_AT] = -1
         if ei[i, e_kind] != 0:
             continue
         r = pi[ei[i, e_id], p_book]
@@ -166,91 +177,76 @@ def scan(
         if b < 0:
             b = nb
             seen[r] = b
-            rows[nb], last[nb] = r, ei[i, e_ts]
+            oi[b, O_BOOK], oi[b, O_LAST] = r, ei[i, e_ts]
             nb += 1
-            unknown = unknown or book_slots[r, 0] == 0
-        elif ei[i, e_ts] > last[b]:
-            last[b] = ei[i, e_ts]
-        book_at[i] = b
+            unknown = unknown or table[r, 0] == 0
+        elif ei[i, e_ts] > oi[b, O_LAST]:
+            oi[b, O_LAST] = ei[i, e_ts]
+        oi[i, O_BOOK_AT] = b
     for b in range(nb):
-        seen[rows[b]] = -1
-    nows = np.empty(n, np.int64)
+        seen[oi[b, O_BOOK]] = -1
     now = clock
+    nt = 0
     for i in range(n):
         now = max(now, ei[i, e_ts])
-        nows[i] = now
-    trips = np.flatnonzero(ti[:, t_has])
-    width = book_slots.shape[1] - 1
-    events = np.empty(n * width, np.int64)
-    slots = np.empty(n * width, np.int64)
-    values = np.empty(n * width)
-    m = 0
+        oi[i, O_NOW] = now
+        if ti[i, t_has]:
+            oi[nt, O_TRIP] = i
+            nt += 1
     if unknown:
-        return -1, rows[:nb], last[:nb], book_at, nows, trips, events[:0], slots[:0], values[:0], slots[:0], values[:0]
+        return -1 - nb, nt, 0, 0
+    m = 0
     if width:
         z = np.full((n, width), np.nan)
         for i in range(n):
-            if book_at[i] >= 0 and ei[i, e_has_slip]:
-                r = rows[book_at[i]]
+            if oi[i, O_BOOK_AT] >= 0 and ei[i, e_has_slip]:
+                r = oi[oi[i, O_BOOK_AT], O_BOOK]
                 for k in range(width):
-                    slot = book_slots[r, 1 + k]
+                    slot = table[r, 1 + k]
                     if slot >= 0:
-                        value = abs(add(ring, ordered, si, wf, slot, ef[i, e_slip]))
+                        value = abs(add(ring, ordered, wi, wf, slot, ef[i, e_slip]))
                         z[i, k] = value
-                        if active[slot] or value > threshold[slot]:
-                            hot[slot] = 1
+                        if wi[slot, I_ACTIVE] or value > wf[slot, F_THRESHOLD]:
+                            wi[slot, I_HOT] = 1
         for i in range(n):
-            if book_at[i] >= 0 and ei[i, e_has_slip]:
-                r = rows[book_at[i]]
+            if oi[i, O_BOOK_AT] >= 0 and ei[i, e_has_slip]:
+                r = oi[oi[i, O_BOOK_AT], O_BOOK]
                 for k in range(width):
-                    slot = book_slots[r, 1 + k]
-                    if slot >= 0 and hot[slot]:
-                        events[m], slots[m], values[m] = i, slot, z[i, k]
+                    slot = table[r, 1 + k]
+                    if slot >= 0 and wi[slot, I_HOT]:
+                        oi[m, O_STEP], oi[m, O_SLOT], of[m, 0] = i, slot, z[i, k]
                         m += 1
         for j in range(m):
-            hot[slots[j]] = 0
-    series, capital, dd_threshold, dd_active, touched = drawdowns
-    dd_slots = np.empty(nb * book_drawdowns.shape[1], np.int64)
-    dd_values = np.empty(nb * book_drawdowns.shape[1])
-    nd = nt = 0
+            wi[oi[j, O_SLOT], I_HOT] = 0
+    touched = 0
     for b in range(nb):
-        for k in range(book_drawdowns.shape[1]):
-            d = book_drawdowns[rows[b], k]
-            if d < 0 or touched[d]:
-                continue
-            touched[d] = 1
-            dd_slots[nt] = d  # touched, in order (reset below)
-            nt += 1
-    for j in range(nt):
-        d = dd_slots[j]
-        touched[d] = 0
-        r = series[d]
+        r = oi[b, O_BOOK]
+        for k in range(1 + width, table.shape[1]):
+            d = table[r, k]
+            if d >= 0 and not ddi[d, D_TOUCHED]:
+                ddi[d, D_TOUCHED] = 1
+                oi[touched, O_DRAWDOWN] = d  # touched, in order (compacted to the steps below)
+                touched += 1
+    nd = 0
+    for j in range(touched):
+        d = oi[j, O_DRAWDOWN]
+        ddi[d, D_TOUCHED] = 0
+        r = ddi[d, D_SERIES]
         peak = sf[r, s_peak]
-        drawdown = peak - (sf[r, s_realized] + sf[r, s_unrealized] - sf[r, s_fees])  # metrics.drawdown_pct
-        top = capital[d] + peak
-        value = drawdown / top if capital[d] > 0 and top > 0 else np.nan
-        if dd_active[d] or value > dd_threshold[d]:
-            dd_slots[nd], dd_values[nd] = d, value
+        drawdown = peak - (sf[r, s_realized] + sf[r, s_unrealized] - sf[r, s_fees])
+        capital = ddf[d, D_CAPITAL]
+        top = capital + peak
+        value = drawdown / top if capital > 0 and top > 0 else np.nan
+        if ddi[d, D_ACTIVE] or value > ddf[d, D_THRESHOLD]:
+            oi[nd, O_DRAWDOWN], of[nd, 1] = d, value
             nd += 1
-    return (
-        nb,
-        rows[:nb],
-        last[:nb],
-        book_at,
-        nows,
-        trips,
-        events[:m],
-        slots[:m],
-        values[:m],
-        dd_slots[:nd],
-        dd_values[:nd],
-    )
+    return nb, nt, m, nd
 
 
 class SlippageWindows:
     """Slots of slippage windows: ring buffers, sorted copies and per-slot state, grown by doubling.
 
-    Per slot also the watch's threshold on |z| and whether it is active (firing or pending).
+    Per slot also the watch's threshold on |z| (F_THRESHOLD) and whether it is active (I_ACTIVE).
     """
 
     def __init__(self, width: int) -> None:
@@ -260,9 +256,6 @@ class SlippageWindows:
         self.ordered = np.zeros((0, self.width + 1))  # + 1: a new value goes in before the oldest leaves
         self.si = np.zeros((0, SI_WIDTH), np.int64)
         self.sf = np.zeros((0, SF_WIDTH))
-        self.threshold = np.zeros(0)
-        self.active = np.zeros(0, np.bool_)
-        self.hot = np.zeros(0, np.int64)  # scratch of `scan`
 
     def load(self, history: SlippageHistory, threshold: float, active: bool) -> int:
         """A new slot holding `history` (its window must fit `width`)."""
@@ -273,17 +266,14 @@ class SlippageWindows:
             self.ordered = np.resize(self.ordered, (grow, self.width + 1))
             self.si = np.resize(self.si, (grow, SI_WIDTH))
             self.sf = np.resize(self.sf, (grow, SF_WIDTH))
-            self.threshold = np.resize(self.threshold, grow)
-            self.active = np.resize(self.active, grow)
-            self.hot = np.zeros(grow, np.int64)
         self.count += 1
         n = len(history.values)
         self.ring[s, :n] = list(history.values)
         self.ordered[s, :n] = history.ordered
-        self.si[s] = (n, 0, history.stale, history.window, history.min_samples, max(1, history.window // 20))
+        refresh = max(1, history.window // 20)
+        self.si[s] = (n, 0, history.stale, history.window, history.min_samples, refresh, active, 0)
         last_z = np.nan if history.last_z is None else history.last_z
-        self.sf[s] = (history.median, history.scale, last_z)
-        self.threshold[s], self.active[s] = threshold, active
+        self.sf[s] = (history.median, history.scale, last_z, threshold)
         return s
 
     def save(self, s: int, history: SlippageHistory) -> None:
@@ -293,7 +283,7 @@ class SlippageWindows:
         history.values = deque(self.ring[s, (head + np.arange(n)) % window].tolist())
         history.ordered = self.ordered[s, :n].tolist()
         history.stale = stale
-        median, scale, last_z = self.sf[s].tolist()
+        median, scale, last_z, _ = self.sf[s].tolist()
         history.median, history.scale = median, scale
         history.last_z = None if np.isnan(last_z) else last_z
 
