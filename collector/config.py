@@ -188,7 +188,7 @@ class RunConfig(_Section):
         64,
         ge=1,
         le=100_000,
-        description="batches of ≤ 2000 events between sources and engine (a bigger one counts as several)",
+        description="batches of ≤ 500 events between sources and engine (a bigger one counts as several)",
     )
     flush_interval: float = Field(
         0.25, gt=0, le=60, description="longest wait (seconds) before perf points of changed series are written"

@@ -34,7 +34,7 @@ class Batch:
     token: Any = None
 
 
-EVENTS_PER_BATCH = 2000  # the file source's default batch_lines: the unit `run.queue_batches` counts in
+EVENTS_PER_BATCH = 500  # the unit `run.queue_batches` counts in: the default 64 hold ≤ 32k events (~14 MB of fills)
 
 
 class _BatchQueue(queue.Queue[Batch]):
