@@ -162,7 +162,7 @@ def _periods_between(first: int, last: int, calendar: int) -> int:
     return _weekdays_before(last) - _weekdays_before(first + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, calendar: int) -> None:
     """Equity of series s at an event of period day `day`: peak, drawdowns, daily moments."""
     peak = sf[s, S_PEAK]
