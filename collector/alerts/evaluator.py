@@ -428,7 +428,8 @@ class _Book:
     folds: list[ThresholdWatch]  # fed each round trip (windows), read at the end of the batch
     trips: list[DegradationWatch]  # fed each round trip, stepped at once
     stale: list[StalenessWatch]  # the chain's staleness watches (they keep the last fill time)
-    fast: bool = False  # a chain series has fast-path current-state watches
+    on_trip: list[_Watched]  # the chain's series with watches read after a round trip
+    fast: list[_Watched]  # … with fast-path current-state watches read in Python
     next_day_ns: int = 0  # a fill from here on is the book's first of a later UTC day
 
 
@@ -535,7 +536,8 @@ class AlertEngine:
             [w for w in watches if isinstance(w, ThresholdWatch) and w.window is not None],
             [w for w in watches if isinstance(w, DegradationWatch)],
             [w for w in watches if isinstance(w, StalenessWatch)],
-            any(watched.fast for watched in chain),
+            [watched for watched in chain if watched.on_trip],
+            [watched for watched in chain if watched.fast],
         )
         self._books[row] = book
         slots = [self._slot(w) for w in watches if isinstance(w, SlippageWatch)]
@@ -604,29 +606,25 @@ class AlertEngine:
                     self._book(row)
         if not nb:  # marks change current-state statistics only: ticks re-read them
             return out
-        nows = oi[:n, O_NOW]
-        book_at = oi[:n, O_BOOK_AT]
-        rows_, last = oi[:nb, O_BOOK].tolist(), oi[:nb, O_LAST].tolist()
-        books = [self._books[row] for row in rows_]
-        trips, steps, slots, values = oi[:nt, O_TRIP], oi[:ns, O_STEP], oi[:ns, O_SLOT], self._of[:ns, 0]
-        dd_slots, dd_values = oi[:nd, O_DRAWDOWN], self._of[:nd, 1]
+        books = [self._books[row] for row in oi[:nb, O_BOOK].tolist()]
+        trips = oi[:nt, O_TRIP]
+        trip_at, trip_book = trips.tolist(), oi[trips, O_BOOK_AT].tolist()
+        trip_now, trip_net = oi[trips, O_NOW].tolist(), result.tf[trips, L.T_NET].tolist()
+        step_at, slot_of, value_of = oi[:ns, O_STEP].tolist(), oi[:ns, O_SLOT].tolist(), self._of[:ns, 0].tolist()
+        step_now = oi[oi[:ns, O_STEP], O_NOW].tolist()
         tripped: dict[_Book, None] = {}
-        trip_at, step_at = trips.tolist(), steps.tolist()
-        slot_of, value_of = slots.tolist(), values.tolist()
         t = k = 0
         while t < len(trip_at) or k < len(step_at):  # in event order; slippage before a round trip of the same fill
             if k < len(step_at) and (t == len(trip_at) or step_at[k] <= trip_at[t]):
-                i, watch, v = step_at[k], self._slot_watch[slot_of[k]], value_of[k]
-                k += 1
+                watch, v = self._slot_watch[slot_of[k]], value_of[k]
                 value = None if v != v else v
                 if watch.firing or watch.pending_since is not None or (value is not None and value > watch.threshold):
-                    self._step(watch, value, int(nows[i]), out)
+                    self._step(watch, value, step_now[k], out)
+                k += 1
                 continue
-            i = trip_at[t]
+            book, net, now = books[trip_book[t]], trip_net[t], trip_now[t]
             t += 1
-            book = books[book_at[i]]
             tripped[book] = None
-            net = float(result.tf[i, L.T_NET])
             for fold in book.folds:
                 assert fold.window is not None
                 fold.window.add(net)
@@ -637,9 +635,11 @@ class AlertEngine:
                     or observer.pending_since is not None
                     or compare(value, observer.op, observer.threshold)
                 ):
-                    self._step(observer, value, int(nows[i]), out)
-        drawdowns = [(self._dd_watch[d], v) for d, v in zip(dd_slots.tolist(), dd_values.tolist(), strict=True)]
-        self._settle(list(zip(books, last, strict=True)), tripped, drawdowns, int(nows[-1]), out)
+                    self._step(observer, value, now, out)
+        dd_slots, dd_values = oi[:nd, O_DRAWDOWN].tolist(), self._of[:nd, 1].tolist()
+        drawdowns = [(self._dd_watch[d], v) for d, v in zip(dd_slots, dd_values, strict=True)]
+        last = oi[:nb, O_LAST].tolist()
+        self._settle(list(zip(books, last, strict=True)), tripped, drawdowns, int(oi[n - 1, O_NOW]), out)
         return out
 
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:
@@ -708,9 +708,9 @@ class AlertEngine:
                 if watched.daily and watched.day < day:
                     watched.day = day
                     self._evaluate(watched, watched.daily, now, out)
-        for watched in {watched: None for book in tripped for watched in book.chain if watched.on_trip}:
+        for watched in {watched: None for book in tripped for watched in book.on_trip}:
             self._evaluate(watched, watched.on_trip, now, out)
-        for watched in {watched: None for book, _ in books if book.fast for watched in book.chain if watched.fast}:
+        for watched in {watched: None for book, _ in books for watched in book.fast}:
             self._evaluate(watched, watched.fast, now, out)
         for drawdown, v in drawdowns:
             self._step(drawdown, None if v != v else v, now, out)
