@@ -99,7 +99,7 @@ def _pieces(checkpoint: Checkpoint) -> tuple[bytes, list[memoryview]]:
         raw = np.ascontiguousarray(array, _DTYPES[kind])
         layout.append([name, kind, list(array.shape), offset])
         offset += raw.nbytes
-        blobs.append(raw.data.cast("B"))
+        blobs.append(raw.reshape(-1).view(np.uint8).data)  # bytes, also of an array with no rows
     body = [memoryview(_dumps(dict(data, arrays=layout))), *blobs]
     digest = hashlib.sha256()
     for piece in body:
