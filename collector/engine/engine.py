@@ -450,8 +450,9 @@ class Engine:
         self.g[L.G_HEAP_END] = total
 
     def _position(self, key: tuple[str, str, str]) -> int:
+        """The row of a new position (its book's capital counts from event `_event` on, as the caller set it)."""
         ids: list[int | None] = [None]
-        self._open_positions([key], ids, None)
+        self._open_positions([key], ids, [self._event])
         return ids[0]  # type: ignore[return-value]
 
     def _open_positions(self, keys: list[tuple[str, str, str]], ids: list[int | None], rows: list[int] | None) -> None:
