@@ -14,6 +14,12 @@ A rule is evaluated only when its inputs changed:
   `keep_firing_for` timers and staleness (which changes with time alone). Health rules on every
   health report.
 `on_fill` (one fill at a time: tests, the tear sheet's replay) settles everything at once.
+
+The per-event work is array work: `windows.scan` reads the engine's batch arrays in one compiled
+pass (each fill's book, the event clock, every slippage window and its z-score, the fast-path
+drawdowns of the batch's books) and hands back only the observations that can step a watch (its
+watch active, or the statistic across the threshold); Python steps those, folds the round trips
+and re-reads, once per batch, the series the batch changed.
 Each (rule, series) pair moves inactive → pending → firing → resolved; only the firing and resolved
 transitions are events (written to `alerts`, logged, notified), so a condition that stays true
 never produces duplicates.

@@ -1,4 +1,7 @@
-"""The slippage windows of all watched series in arrays, updated a batch at a time by compiled code (numba).
+"""The alert rules' per-event work on a batch, compiled (numba): `scan`, and the slippage windows it updates.
+
+`scan` takes the engine's batch arrays and returns what Python must step (evaluator.py).
+The slippage windows of all slippage watches are kept in arrays, one "slot" per watch.
 
 Each window (one per slippage watch, a "slot") is kept twice: in arrival order in a ring buffer
 (to drop the oldest) and sorted (binary search and a shift: O(log n) comparisons per update), so
