@@ -24,6 +24,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -257,6 +258,7 @@ def main() -> int:
     )
     parser.add_argument("--budget", type=int, help=argparse.SUPPRESS)  # internal: the budget's fresh process
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its run and influxd
     if args.budget is not None:
         print(json.dumps(budget_stages(args.budget)))
         return 0
