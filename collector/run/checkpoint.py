@@ -7,8 +7,9 @@ the sources resume from those positions: events after the checkpoint are process
 their points (same deterministic timestamps) overwrite the ones already written, so nothing
 is lost and nothing is doubled.
 
-The collector saves it in a forked child (collector/run/forked.py): the child's memory is the
-state as of the fork, so nothing is copied in the engine thread, which only pays for the fork.
+Taking one is split in two: `snapshot` copies the state in the engine thread (the engine's
+arrays are copied whole, which costs milliseconds even at 30k series), and `save` encodes,
+checksums, fsyncs and renames it, in a background thread while the engine goes on.
 
 Format (`checkpoint.json`, version 5): one header line `stratmon-checkpoint 5 sha256=<hex of the
 body> meta=<bytes>`, then the body: a JSON document of `meta` bytes (timestamp memory, alert states,
@@ -38,7 +39,7 @@ from collector.store.lineproto import UniqueTimestamps
 FORMAT_VERSION = 5
 MAGIC = b"stratmon-checkpoint"
 _DTYPES = {"f8": np.dtype("<f8"), "i8": np.dtype("<i8")}
-hashlib.sha256()  # OpenSSL fetches the digest now, so a forked child takes no lock another thread may hold
+_CHUNK = 20_000  # list items per orjson call: the background encoder yields the GIL between chunks
 
 
 class DamagedCheckpoint(Exception):
@@ -63,36 +64,59 @@ class Checkpoint:
     counters: Counters = field(default_factory=Counters)
 
 
+@dataclass
+class Snapshot:
+    """A checkpoint's content, copied in the engine thread: the background writer reads only this."""
+
+    engine: state_data.EngineState
+    data: dict[str, Any]  # JSON-able
+
+
+def snapshot(checkpoint: Checkpoint, reuse: Snapshot | None = None) -> Snapshot:
+    """The checkpoint's content as copies; reuse: an earlier snapshot already written (its buffers are reused)."""
+    return Snapshot(
+        state_data.engine_state(checkpoint.engine, reuse.engine if reuse is not None else None),
+        {
+            "stamps": state_data.stamps_data(checkpoint.stamps),
+            "seen_position": checkpoint.seen_position,
+            "alerts": checkpoint.alerts,
+            "tokens": dict(checkpoint.tokens),
+            "counters": asdict(checkpoint.counters),
+        },
+    )
+
+
 def _dumps(value: Any) -> bytes:
-    """JSON: orjson, or the standard library for what orjson refuses (integers beyond 64 bits)."""
+    """JSON; a long list in chunks (each its own call, so other threads run in between).
+
+    orjson is fast but stops at 64-bit integers; the standard library does not.
+    """
+    if isinstance(value, list) and len(value) > _CHUNK:
+        parts = [_dumps(value[i : i + _CHUNK])[1:-1] for i in range(0, len(value), _CHUNK)]
+        return b"[" + b",".join(parts) + b"]"
+    if isinstance(value, dict):
+        return b"{" + b",".join(orjson.dumps(str(k)) + b":" + _dumps(v) for k, v in value.items()) + b"}"
     try:
         return orjson.dumps(value)
     except TypeError:  # e.g. a random generator's 128-bit state in a source token
         return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _content(checkpoint: Checkpoint) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _binary(snap: Snapshot) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON part, and the arrays that go as raw bytes: the engine's, and any numpy array one level
     down in the data (e.g. {"stamps": {"keys": array}} → array "stamps.keys", null in the JSON)."""
-    engine = state_data.engine_state(checkpoint.engine)
-    content = {
-        "stamps": state_data.stamps_data(checkpoint.stamps),
-        "seen_position": checkpoint.seen_position,
-        "alerts": checkpoint.alerts,
-        "tokens": checkpoint.tokens,
-        "counters": asdict(checkpoint.counters),
-    }
-    arrays, data = dict(engine.arrays), dict(content, engine=state_data.engine_meta(engine))
-    for key, value in content.items():
+    arrays = dict(snap.engine.arrays)
+    data = dict(snap.data)
+    for key, value in snap.data.items():
         if isinstance(value, dict) and any(isinstance(v, np.ndarray) for v in value.values()):
             data[key] = {k: None if isinstance(v, np.ndarray) else v for k, v in value.items()}
             arrays |= {f"{key}.{k}": v for k, v in value.items() if isinstance(v, np.ndarray)}
     return data, arrays
 
 
-def _pieces(checkpoint: Checkpoint) -> tuple[bytes, list[memoryview]]:
+def _pieces(snap: Snapshot) -> tuple[bytes, list[memoryview]]:
     """(header line, body pieces): the JSON part, then each array's bytes."""
-    data, arrays = _content(checkpoint)
+    data, arrays = _binary(snap)
     layout, offset, blobs = [], 0, []
     for name, array in arrays.items():
         kind = "f8" if array.dtype.kind == "f" else "i8"
@@ -100,7 +124,8 @@ def _pieces(checkpoint: Checkpoint) -> tuple[bytes, list[memoryview]]:
         layout.append([name, kind, list(array.shape), offset])
         offset += raw.nbytes
         blobs.append(raw.reshape(-1).view(np.uint8).data)  # bytes, also of an array with no rows
-    body = [memoryview(_dumps(dict(data, arrays=layout))), *blobs]
+    meta = dict(data, engine=state_data.engine_meta(snap.engine), arrays=layout)
+    body = [memoryview(_dumps(meta)), *blobs]
     digest = hashlib.sha256()
     for piece in body:
         digest.update(piece)
@@ -108,8 +133,9 @@ def _pieces(checkpoint: Checkpoint) -> tuple[bytes, list[memoryview]]:
     return header, body
 
 
-def encode(checkpoint: Checkpoint) -> bytes:
-    header, body = _pieces(checkpoint)
+def encode(checkpoint: Checkpoint | Snapshot) -> bytes:
+    snap = checkpoint if isinstance(checkpoint, Snapshot) else snapshot(checkpoint)
+    header, body = _pieces(snap)
     return header + b"".join(body)
 
 
@@ -178,14 +204,14 @@ def decode(raw: bytes, capital_by_account: dict[str, float], default_capital: fl
         raise DamagedCheckpoint(f"unexpected content ({type(exc).__name__}: {exc})") from None
 
 
-def save(path: Path, checkpoint: Checkpoint) -> int:
+def save(path: Path, checkpoint: Checkpoint | Snapshot) -> int:
     """Write to a temporary file, fsync, rename: a crash leaves the old or the new checkpoint, never half.
 
-    Reads the live state: call it where nothing changes it meanwhile (the engine thread, a forked child).
+    Safe in a background thread given a `Snapshot` (it reads nothing else).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    header, body = _pieces(checkpoint)
+    header, body = _pieces(checkpoint if isinstance(checkpoint, Snapshot) else snapshot(checkpoint))
     try:
         with open(tmp, "wb") as handle:
             handle.write(header)

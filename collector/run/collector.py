@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import queue
 import socket
 import threading
@@ -35,7 +34,6 @@ from collector.quarantine import ensure_directory, quarantine
 from collector.revisions import apply_revision
 from collector.run import checkpoint, identity
 from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
-from collector.run.forked import ChildFailed, Forked
 from collector.run.health import LatencyWindow
 from collector.run.heartbeat import Heartbeat
 from collector.run.seen import SeenIds
@@ -64,6 +62,23 @@ def perf_line(row: dict[str, Any], ts_ns: int) -> str:
     return point("perf", {k: row[k] for k in TAGS}, {k: v for k, v in row.items() if k not in TAGS}, ts_ns)
 
 
+class _Saving(threading.Thread):
+    """Writes one checkpoint snapshot (encode, checksum, fsync, rename) off the engine thread."""
+
+    def __init__(self, path: Path, snapshot: checkpoint.Snapshot, started: float) -> None:
+        super().__init__(name="checkpoint", daemon=True)
+        self.path, self.snapshot, self.started = path, snapshot, started
+        self.size, self.ms = 0, 0.0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.size = checkpoint.save(self.path, self.snapshot)
+        except Exception as exc:  # reported by the engine thread; the previous checkpoint stays
+            self.error = exc
+        self.ms = (time.perf_counter() - self.started) * 1000
+
+
 class Collector:
     def __init__(self, settings: Settings, sources: list[Source] | None = None) -> None:
         self.settings = settings
@@ -85,9 +100,10 @@ class Collector:
         self.state = self._restore()
         self.seen = SeenIds(self.snapshot_path.parent, settings.ingest.dedupe_window)
         self.seen.restore(self.state.seen_position)
-        self.checkpoint_ms = 0.0  # the last checkpoint's fork + encode + write
-        self.checkpoint_block_ms = 0.0  # the part of it the engine thread waited for (the fork)
-        self._saving: tuple[Forked, float, dict[str, Any]] | None = None  # the child, when, the tokens it saves
+        self.checkpoint_ms = 0.0  # the last checkpoint's copy + encode + write
+        self.checkpoint_block_ms = 0.0  # the part of it the engine thread waited for (the copy)
+        self._saving: _Saving | None = None
+        self._written: checkpoint.Snapshot | None = None
         self.alerts: AlertEngine | None = None
         self.dispatcher: Dispatcher | None = None
         if settings.alerts.enabled:
@@ -474,7 +490,7 @@ class Collector:
         writer.flush()
 
     def _checkpoint(self, wait: bool = False) -> None:
-        """Fork a child that writes the state as of now (collector/run/forked.py); one write in flight.
+        """Copy the state here (engine thread, milliseconds) and write it in the background; one write in flight.
 
         wait: block until it is written (the last one, on the way out).
         """
@@ -486,52 +502,48 @@ class Collector:
         self._write_fills(self._unwritten)
         self.writer.flush()  # everything the checkpoint covers must be durable first
         try:
-            self.state.seen_position, journal = self.seen.position()
+            self.state.seen_position = self.seen.durable_position()
         except OSError as exc:
             self._checkpoint_failed(exc)
             return
-        self._saving = (Forked(lambda: self._save(journal)), started, dict(self.state.tokens))
+        if self.alerts is not None:
+            self.state.alerts = alerts_data(self.alerts.export_state())
+        snap = checkpoint.snapshot(self.state, self._written)
+        saving = self._saving = _Saving(self.snapshot_path, snap, started)
         self.checkpoint_block_ms = (time.perf_counter() - started) * 1000
+        saving.start()
         if wait:
             self._reap_checkpoint(True)
 
-    def _save(self, journal: int) -> int:
-        """In the forked child: the journal durable up to the position the checkpoint names, then the checkpoint."""
-        os.fsync(journal)
-        if self.alerts is not None:
-            self.state.alerts = alerts_data(self.alerts.export_state())
-        return checkpoint.save(self.snapshot_path, self.state)
-
     def _reap_checkpoint(self, wait: bool) -> None:
-        """Once the child is done: report a failure, or tell the sources what is now durable."""
-        if self._saving is None:
+        """Once the background write is done: report a failure, or tell the sources what is now durable."""
+        saving = self._saving
+        if saving is None or (saving.is_alive() and not wait):
             return
-        child, started, tokens = self._saving
-        if not wait and not child.done():
-            return
+        saving.join()
         self._saving = None
-        try:
-            size = child.result()
-        except ChildFailed as exc:  # a full state disk must not end the run: the previous checkpoint stays valid
-            self._checkpoint_failed(exc)
+        self._written = saving.snapshot  # its buffers take the next copy
+        if saving.error is not None:  # a full state disk must not end the run: the previous checkpoint stays valid
+            self._checkpoint_failed(saving.error)
             return
         if self.checkpoint_problem is not None:
             log.info("checkpoint written again")
             self.checkpoint_problem = None
+        tokens = saving.snapshot.data["tokens"]
         for source in self.sources:
             if source.name in tokens:
                 source.checkpointed(tokens[source.name])
-        self.checkpoint_ms = (time.perf_counter() - started) * 1000
+        self.checkpoint_ms = saving.ms
         log.debug(
             "checkpoint %s: %d bytes in %.1f ms (engine thread %.1f ms)",
             self.snapshot_path,
-            size,
-            self.checkpoint_ms,
+            saving.size,
+            saving.ms,
             self.checkpoint_block_ms,
         )
 
     def _checkpoint_failed(self, exc: Exception) -> None:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        reason = exc.strerror if isinstance(exc, OSError) else repr(exc)
         if self.checkpoint_problem is None:
             log.error("cannot write the checkpoint (%s); retrying at every interval", reason)
         self.checkpoint_problem = f"cannot write the checkpoint: {reason}"

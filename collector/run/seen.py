@@ -110,9 +110,8 @@ class SeenIds:
         self.entries += sum(new)
         return new
 
-    def position(self) -> tuple[Position, int]:
-        """The journal's position, its bytes handed to the OS (compacts when due), and the descriptor to
-        fsync before a checkpoint names that position (a forked checkpoint writer does it)."""
+    def durable_position(self) -> Position:
+        """Flush and fsync the journal; the position goes into the checkpoint. Compacts when due."""
         window = self._window
         assert window is not None
         if self.entries > 2 * self.capacity:
@@ -122,7 +121,8 @@ class SeenIds:
             old.close()
             self.entries = len(window)
         window.journal.flush()
-        return (self.generation, window.length), window.journal.fileno()
+        os.fsync(window.journal.fileno())
+        return self.generation, window.length
 
     def close(self) -> None:
         if self._window is not None:

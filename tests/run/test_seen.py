@@ -11,7 +11,7 @@ def test_restore_forgets_ids_after_the_checkpoint(tmp_path: Path) -> None:
     seen = SeenIds(tmp_path, capacity=100)
     seen.restore(None)
     assert seen.add("A", "1") and seen.add("A", "2") and not seen.add("A", "1")
-    position = seen.position()[0]
+    position = seen.durable_position()
     seen.add("A", "3")  # processed after the checkpoint, then a crash
     seen.close()
     again = SeenIds(tmp_path, capacity=100)
@@ -26,7 +26,7 @@ def test_compaction_writes_a_new_generation_and_keeps_the_window(tmp_path: Path)
     seen.restore(None)
     for i in range(25):
         seen.add("A", str(i))
-    position = seen.position()[0]
+    position = seen.durable_position()
     assert position[0] == 1 and seen.entries == 10
     assert (tmp_path / "seen-ids.0.log").exists()  # still valid for the older checkpoint
     seen.close()
@@ -52,7 +52,7 @@ def test_a_directory_in_place_of_the_journal_is_moved_aside(tmp_path: Path) -> N
     seen = SeenIds(tmp_path, capacity=100)
     seen.restore((0, 40))
     assert seen.add("A", "1")
-    position = seen.position()[0]
+    position = seen.durable_position()
     seen.close()
     assert (tmp_path / "seen-ids.0.log").is_file() and position == (0, 4)
     assert len(list(tmp_path.glob("seen-ids.0.log.damaged-*"))) == 1
