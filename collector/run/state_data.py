@@ -25,7 +25,7 @@ from collector.alerts import detectors
 from collector.alerts.evaluator import WATCHES, Watch
 from collector.alerts.rules import AlertRules
 from collector.engine import layout as L
-from collector.engine.engine import Book, Engine
+from collector.engine.engine import Book, Engine, aligned
 from collector.engine.series import ALL, Series
 from collector.store.lineproto import UniqueTimestamps
 
@@ -175,7 +175,7 @@ def engine_from(
     engine = Engine(capital_by_account, default_capital)
     engine.by_index, engine.series = [], {}
     for name in ARRAYS:
-        setattr(engine, name, arrays[name].copy())
+        setattr(engine, name, aligned(arrays[name]))  # a copy on cache-line boundaries, as the engine's own
     engine.counts = {table: rows[table] for table in engine.counts}
     for index, (level, account, strategy) in enumerate(keys):
         series = Series(engine, index, level, account, strategy)
