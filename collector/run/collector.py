@@ -35,7 +35,7 @@ from collector.errors import RunFailed, UserError
 from collector.model import Fill, FillValidator, Mark, event_json
 from collector.quarantine import ensure_directory, quarantine
 from collector.revisions import apply_revision
-from collector.run import checkpoint, identity
+from collector.run import checkpoint, identity, state_data
 from collector.run.checkpoint import Checkpoint, Counters, DamagedCheckpoint
 from collector.run.fillpoints import FillPoints
 from collector.run.health import LatencyWindow
@@ -72,20 +72,25 @@ def perf_line(row: dict[str, Any], ts_ns: int) -> str:
 
 
 class _Saving(threading.Thread):
-    """Writes one checkpoint snapshot (encode, checksum, fsync, rename) off the engine thread."""
+    """Writes one checkpoint snapshot (encode, checksum, fsync, rename) off the engine thread, then fits its
+    buffers to the engine's size for the next copy (state_data.reserve). write=False: only the latter (at start)."""
 
-    def __init__(self, path: Path, snapshot: checkpoint.Snapshot, started: float) -> None:
+    def __init__(
+        self, path: Path, snapshot: checkpoint.Snapshot, engine: Engine, started: float, write: bool = True
+    ) -> None:
         super().__init__(name="checkpoint", daemon=True)
-        self.path, self.snapshot, self.started = path, snapshot, started
+        self.path, self.snapshot, self.engine, self.started, self.write = path, snapshot, engine, started, write
         self.size, self.ms = 0, 0.0
         self.error: Exception | None = None
 
     def run(self) -> None:
         try:
-            self.size = checkpoint.save(self.path, self.snapshot)
+            if self.write:
+                self.size = checkpoint.save(self.path, self.snapshot)
         except Exception as exc:  # reported by the engine thread; the previous checkpoint stays
             self.error = exc
         self.ms = (time.perf_counter() - self.started) * 1000
+        state_data.reserve(self.snapshot.engine, self.engine)
 
 
 class Collector:
@@ -258,6 +263,9 @@ class Collector:
                 source.start(self.outlet, self.checker)
             if started is not None:
                 started()
+            empty = checkpoint.Snapshot(state_data.EngineState({}, [], [], {}), {})
+            self._saving = _Saving(self.snapshot_path, empty, self.engine, time.perf_counter(), write=False)
+            self._saving.start()
             self._loop(None if duration is None else time.monotonic() + duration)
         except BaseException as exc:
             self.error = exc
@@ -554,7 +562,7 @@ class Collector:
         if self.alerts is not None:
             self.state.alerts = alerts_data(self.alerts.export_state())
         snap = checkpoint.snapshot(self.state, self._written)
-        saving = self._saving = _Saving(self.snapshot_path, snap, started)
+        saving = self._saving = _Saving(self.snapshot_path, snap, self.engine, started)
         self.checkpoint_block_ms = (time.perf_counter() - started) * 1000
         saving.start()
         if wait:
@@ -568,6 +576,8 @@ class Collector:
         saving.join()
         self._saving = None
         self._written = saving.snapshot  # its buffers take the next copy
+        if not saving.write:
+            return
         if saving.error is not None:  # a full state disk must not end the run: the previous checkpoint stays valid
             self._checkpoint_failed(saving.error)
             return
