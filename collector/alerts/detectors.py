@@ -141,17 +141,21 @@ class TradeWindow:
     losses: float = 0.0  # Σ negative net PnL in the window (≤ 0)
 
     def add(self, net_pnl: float) -> None:
-        self._count(net_pnl, 1)
-        self.pnls.append(net_pnl)
-        if len(self.pnls) > self.size:
-            self._count(self.pnls.popleft(), -1)
-
-    def _count(self, pnl: float, sign: int) -> None:
-        if pnl > 0:
-            self.wins += sign
-            self.gains += sign * pnl
-        elif pnl < 0:
-            self.losses += sign * pnl
+        # inline (no helper call): it runs for every round trip of every windowed rule's series
+        if net_pnl > 0:
+            self.wins += 1
+            self.gains += net_pnl
+        elif net_pnl < 0:
+            self.losses += net_pnl
+        pnls = self.pnls
+        pnls.append(net_pnl)
+        if len(pnls) > self.size:
+            gone = pnls.popleft()
+            if gone > 0:
+                self.wins -= 1
+                self.gains -= gone
+            elif gone < 0:
+                self.losses -= gone
 
     def metric(self, name: str) -> float | None:
         count = len(self.pnls)

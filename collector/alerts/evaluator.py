@@ -63,13 +63,14 @@ from collector.alerts.windows import (
     D_THRESHOLD,
     I_ACTIVE,
     O_BOOK,
-    O_BOOK_AT,
     O_DRAWDOWN,
     O_LAST,
     O_NOW,
-    O_SLOT,
     O_STEP,
+    O_STEP_NOW,
     O_TRIP,
+    O_TRIP_NOW,
+    OF_WIDTH,
     OI_WIDTH,
     SlippageWindows,
     scan,
@@ -289,9 +290,6 @@ class DegradationWatch(Watch):
             Cusum(rule.warmup, rule.slack) if rule.method == "cusum" else PageHinkley(rule.warmup, rule.delta)
         )
 
-    def observe(self, net_pnl: float) -> float | None:
-        return self.detector.add(net_pnl)
-
     def statistic(self, series: Series, capital: float, now_ns: int, engine: Engine) -> float | None:
         return self.detector.value
 
@@ -431,7 +429,7 @@ class _Book:
     """What one book's fills feed: its chain's watched series and the per-observation watches."""
 
     chain: list[_Watched]  # the chain's series that have watches
-    folds: list[ThresholdWatch]  # fed each round trip (windows), read at the end of the batch
+    windows: list[TradeWindow]  # fed each round trip (of windowed rules, read at the end of the batch)
     trips: list[DegradationWatch]  # fed each round trip, stepped at once
     stale: list[StalenessWatch]  # the chain's staleness watches (they keep the last fill time)
     on_trip: list[_Watched]  # the chain's series with watches read after a round trip
@@ -468,7 +466,7 @@ class AlertEngine:
         self._table = np.zeros((0, 1 + self._width + drawdowns), np.int64)
         self._seen = np.zeros(0, np.int64)  # scratch of scan, by series row (-1)
         self._oi = np.zeros((0, OI_WIDTH), np.int64)  # scan's output buffers
-        self._of = np.zeros((0, 2))
+        self._of = np.zeros((0, OF_WIDTH))
         self.health: list[Watch] = [HealthWatch(rule, COLLECTOR_KEY) for rule in self.by_level.get("collector", [])]
         self.fired = 0
         self.recent: deque[AlertEvent] = deque(maxlen=RECENT)  # the latest firing events (live view)
@@ -539,7 +537,7 @@ class AlertEngine:
         watches = [watch for watched in chain for watch in watched.watches]
         book = _Book(
             chain,
-            [w for w in watches if isinstance(w, ThresholdWatch) and w.window is not None],
+            [w.window for w in watches if isinstance(w, ThresholdWatch) and w.window is not None],
             [w for w in watches if isinstance(w, DegradationWatch)],
             [w for w in watches if isinstance(w, StalenessWatch)],
             [watched for watched in chain if watched.on_trip],
@@ -598,12 +596,12 @@ class AlertEngine:
             self._table, self._seen = grown, np.full(2 * rows, -1, np.int64)
         if len(self._oi) < n * max(1, self._table.shape[1]):
             self._oi = np.zeros((2 * n * self._table.shape[1], OI_WIDTH), np.int64)
-            self._of = np.zeros((len(self._oi), 2))
+            self._of = np.zeros((len(self._oi), OF_WIDTH))
         w, oi = self._windows, self._oi
         while True:
             nb, nt, ns, nd = scan(
-                COLUMNS, result.ei, result.ef, result.ti, self.engine.pi, self.engine.sf, clock_ns, self._seen,
-                self._table, self._width, w.ring, w.ordered, w.si, w.sf, self._ddi, self._ddf, oi, self._of,
+                COLUMNS, result.ei, result.ef, result.ti, result.tf, self.engine.pi, self.engine.sf, clock_ns,
+                self._seen, self._table, self._width, w.ring, w.ordered, w.si, w.sf, self._ddi, self._ddf, oi, self._of,
             )  # fmt: skip
             if nb >= 0:
                 break
@@ -612,40 +610,40 @@ class AlertEngine:
                     self._book(row)
         if not nb:  # marks change current-state statistics only: ticks re-read them
             return out
-        books = [self._books[row] for row in oi[:nb, O_BOOK].tolist()]
-        trips = oi[:nt, O_TRIP]
-        trip_at, trip_book = trips.tolist(), oi[trips, O_BOOK_AT].tolist()
-        trip_now, trip_net = oi[trips, O_NOW].tolist(), result.tf[trips, L.T_NET].tolist()
-        step_at, slot_of, value_of = oi[:ns, O_STEP].tolist(), oi[:ns, O_SLOT].tolist(), self._of[:ns, 0].tolist()
-        step_now = oi[oi[:ns, O_STEP], O_NOW].tolist()
+        of = self._of
+        booked = [(self._books[row], last) for row, last in oi[:nb, O_BOOK : O_LAST + 1].tolist()]
+        trips = oi[:nt, O_TRIP : O_TRIP_NOW + 1].tolist()  # [event, book, clock]
+        trip_net = of[:nt, 2].tolist()
+        steps = oi[:ns, O_STEP : O_STEP_NOW + 1].tolist()  # [event, slot, clock]
+        step_value = of[:ns, 0].tolist()
         tripped: dict[_Book, None] = {}
         t = k = 0
-        while t < len(trip_at) or k < len(step_at):  # in event order; slippage before a round trip of the same fill
-            if k < len(step_at) and (t == len(trip_at) or step_at[k] <= trip_at[t]):
-                watch, v = self._slot_watch[slot_of[k]], value_of[k]
+        while t < nt or k < ns:  # in event order; slippage before a round trip of the same fill
+            if k < ns and (t == nt or steps[k][0] <= trips[t][0]):
+                _, slot, now = steps[k]
+                watch, v = self._slot_watch[slot], step_value[k]
                 value = None if v != v else v
                 if watch.firing or watch.pending_since is not None or (value is not None and value > watch.threshold):
-                    self._step(watch, value, step_now[k], out)
+                    self._step(watch, value, now, out)
                 k += 1
                 continue
-            book, net, now = books[trip_book[t]], trip_net[t], trip_now[t]
+            _, b, now = trips[t]
+            book, net = booked[b][0], trip_net[t]
             t += 1
             tripped[book] = None
-            for fold in book.folds:
-                assert fold.window is not None
-                fold.window.add(net)
+            for window in book.windows:
+                window.add(net)
             for observer in book.trips:
-                value = observer.observe(net)
+                value = observer.detector.add(net)
                 if (
                     observer.firing
                     or observer.pending_since is not None
                     or compare(value, observer.op, observer.threshold)
                 ):
                     self._step(observer, value, now, out)
-        dd_slots, dd_values = oi[:nd, O_DRAWDOWN].tolist(), self._of[:nd, 1].tolist()
+        dd_slots, dd_values = oi[:nd, O_DRAWDOWN].tolist(), of[:nd, 1].tolist()
         drawdowns = [(self._dd_watch[d], v) for d, v in zip(dd_slots, dd_values, strict=True)]
-        last = oi[:nb, O_LAST].tolist()
-        self._settle(list(zip(books, last, strict=True)), tripped, drawdowns, int(oi[n - 1, O_NOW]), out)
+        self._settle(booked, tripped, drawdowns, int(oi[n - 1, O_NOW]), out)
         return out
 
     def on_fill(self, fill: Fill, result: FillResult, now: int | None = None) -> list[AlertEvent]:

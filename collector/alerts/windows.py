@@ -33,6 +33,7 @@ from collector.engine.layout import (
     S_REALIZED,
     S_UNREALIZED,
     T_HAS,
+    T_NET,
 )
 
 I_COUNT, I_HEAD, I_STALE, I_WINDOW, I_MIN, I_REFRESH, I_ACTIVE, I_HOT = range(8)  # si columns (per slot)
@@ -42,9 +43,11 @@ SF_WIDTH = 4
 # drawdown slots: ddi columns (D_ACTIVE: firing or pending; D_TOUCHED: scratch), ddf columns
 D_SERIES, D_ACTIVE, D_TOUCHED = range(3)
 D_CAPITAL, D_THRESHOLD = range(2)
-# scan's output buffers: oi columns, of = (|z| of a slippage step, drawdown of a drawdown step)
-O_BOOK, O_LAST, O_BOOK_AT, O_NOW, O_TRIP, O_STEP, O_SLOT, O_DRAWDOWN = range(8)
-OI_WIDTH = 8
+# scan's output buffers: oi columns (each run of them one list: read back with one `tolist`),
+# of columns (|z| of a slippage step, drawdown of a drawdown step, net PnL of a round trip)
+O_BOOK, O_LAST, O_BOOK_AT, O_NOW, O_TRIP, O_TRIP_BOOK, O_TRIP_NOW, O_STEP, O_SLOT, O_STEP_NOW, O_DRAWDOWN = range(11)
+OI_WIDTH = 11
+OF_WIDTH = 3
 
 
 @njit(cache=True)
@@ -126,7 +129,7 @@ def add(ring: np.ndarray, ordered: np.ndarray, si: np.ndarray, sf: np.ndarray, s
 
 # the engine's columns scan reads, passed in (numba's cache tracks this file only, not layout.py)
 COLUMNS = np.array(
-    [E_KIND, E_ID, E_TS, E_HAS_SLIP, E_SLIP, P_BOOK, T_HAS, S_PEAK, S_REALIZED, S_UNREALIZED, S_FEES], np.int64
+    [E_KIND, E_ID, E_TS, E_HAS_SLIP, E_SLIP, P_BOOK, T_HAS, T_NET, S_PEAK, S_REALIZED, S_UNREALIZED, S_FEES], np.int64
 )
 
 
@@ -136,6 +139,7 @@ def scan(
     ei: np.ndarray,
     ef: np.ndarray,
     ti: np.ndarray,
+    tf: np.ndarray,
     pi: np.ndarray,
     sf: np.ndarray,
     clock: int,
@@ -151,7 +155,7 @@ def scan(
     oi: np.ndarray,
     of: np.ndarray,
 ) -> tuple[int, int, int, int]:
-    """One batch in one pass (ei, ef, ti: the engine's batch arrays; pi, sf: its positions and series).
+    """One batch in one pass (ei, ef, ti, tf: the engine's batch arrays; pi, sf: its positions and series).
 
     table: per book row, 1 once the evaluator built it, then `width` slippage slots and the
     fast-path drawdown slots of its chain (-1: none). Writes into oi/of (rows ≥ events × slots)
@@ -159,15 +163,15 @@ def scan(
     - books in the order of their first fill (O_BOOK: row, O_LAST: latest fill time), and per
       event its book (O_BOOK_AT, -1: a mark) and the engine clock (O_NOW); books = -1 - books when
       one of them is not built yet: nothing is folded in then;
-    - round-trip events (O_TRIP);
-    - slippage steps (O_STEP event, O_SLOT, of[:, 0] |z|, NaN: undefined): every observation of a
+    - round trips (O_TRIP event, O_TRIP_BOOK its book, O_TRIP_NOW the clock, of[:, 2] net PnL);
+    - slippage steps (O_STEP event, O_SLOT, O_STEP_NOW the clock, of[:, 0] |z|, NaN: undefined): every observation of a
       window whose watch is active or whose |z| crosses its threshold in this batch, in event order
       (a watch that becomes active steps at each observation after);
     - drawdown steps (O_DRAWDOWN slot, of[:, 1] drawdown % of peak NAV as metrics.drawdown_pct,
       NaN: undefined): the batch's books' fast-path drawdown watches that are active or cross.
     Scratch (seen, I_HOT, D_TOUCHED) is -1/0 again on return.
     """
-    e_kind, e_id, e_ts, e_has_slip, e_slip, p_book, t_has, s_peak, s_realized, s_unrealized, s_fees = columns
+    e_kind, e_id, e_ts, e_has_slip, e_slip, p_book, t_has, t_net, s_peak, s_realized, s_unrealized, s_fees = columns
     n = ei.shape[0]
     nb = 0
     unknown = False
@@ -194,7 +198,7 @@ def scan(
         now = max(now, ei[i, e_ts])
         oi[i, O_NOW] = now
         if ti[i, t_has]:
-            oi[nt, O_TRIP] = i
+            oi[nt, O_TRIP], oi[nt, O_TRIP_BOOK], oi[nt, O_TRIP_NOW], of[nt, 2] = i, oi[i, O_BOOK_AT], now, tf[i, t_net]
             nt += 1
     if unknown:
         return -1 - nb, nt, 0, 0
@@ -217,7 +221,7 @@ def scan(
                 for k in range(width):
                     slot = table[r, 1 + k]
                     if slot >= 0 and wi[slot, I_HOT]:
-                        oi[m, O_STEP], oi[m, O_SLOT], of[m, 0] = i, slot, z[i, k]
+                        oi[m, O_STEP], oi[m, O_SLOT], oi[m, O_STEP_NOW], of[m, 0] = i, slot, oi[i, O_NOW], z[i, k]
                         m += 1
         for j in range(m):
             wi[oi[j, O_SLOT], I_HOT] = 0
