@@ -1,7 +1,7 @@
-"""The last `capacity` distinct keys, exact, in ~12 + 4·slots/capacity bytes per key (≤ 28).
+"""The last `capacity` distinct keys, exact, in 8 + 4·slots/capacity bytes per key (12 + … above ~5.5M).
 
 A key is a byte line (`account<TAB>fill_id<LF>`) kept in an append-only journal file; memory holds
-only a ring of (32-bit hash, journal offset) in arrival order and an open-addressing table of ring
+only a ring of (32-bit hash, 32-bit journal offset: see IdWindow) in arrival order and an open-addressing table of ring
 positions (linear probing, int32, slots = the power of two ≥ 2·capacity). A hash match is confirmed
 by reading the line back from the journal, so a hash collision never makes a new key a duplicate,
 and 32 bits are enough: the table slot already fixes log2(slots) of them (24 at the default
@@ -30,6 +30,8 @@ import numpy.typing as npt
 EMPTY = -1
 MAX_LOAD = 0.7  # occupied (live + aliased) share of the table that triggers a rebuild
 COPY_CHUNK = 1 << 22
+MAX_LINE_BYTES = 4 * 64 + 1 + 4 * 128 + 1  # account, tab, fill_id (64 and 128 characters of ≤ 4 UTF-8 bytes), LF
+OFFSET_MASK = 0xFFFFFFFF
 
 IntArray = npt.NDArray[np.int64]
 KeyArray = npt.NDArray[np.signedinteger[Any]]  # hashes: int64, or int32 in IdWindow
@@ -55,7 +57,12 @@ class HashRing:
     Keys are hashes of `key_dtype` (64-bit, or 32-bit when the caller confirms matches itself); what a
     match means is the caller's (IdWindow confirms it in its journal)."""
 
-    def __init__(self, capacity: int, key_dtype: type[np.signedinteger[Any]] = np.int64) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        key_dtype: type[np.signedinteger[Any]] = np.int64,
+        value_dtype: type[np.integer[Any]] = np.int64,
+    ) -> None:
         self.capacity = capacity
         size = 1 << max(4, (2 * capacity - 1).bit_length())
         self._mask = size - 1
@@ -64,7 +71,7 @@ class HashRing:
         # full size from the first id on, instead of creeping up over the first `capacity` ids
         self._table = np.full(size, EMPTY, dtype=np.int32)
         self._hash = np.full(capacity, 0, dtype=key_dtype)
-        self._value = np.full(capacity, 0, dtype=np.int64)
+        self._value = np.full(capacity, 0, dtype=value_dtype)
         # memoryviews: a scalar read or write through them costs a third of numpy's
         self._views = (self._table.data, self._hash.data, self._value.data)
         self._used = 0  # occupied table slots
@@ -155,11 +162,16 @@ class HashRing:
 
 
 class IdWindow(HashRing):
-    """Byte lines in a journal; the ring's values are their journal offsets."""
+    """Byte lines in a journal; the ring's values are their journal offsets.
+
+    Offsets are kept mod 2³² when the window cannot span 4 GiB of journal (capacity × MAX_LINE_BYTES
+    < 2³²: up to ~5.5M ids): the window is the journal's suffix, so offset = length − ((length − stored)
+    mod 2³²). Larger windows keep 64-bit offsets."""
 
     def __init__(self, capacity: int, journal: BinaryIO, length: int = 0, hasher: Callable[[bytes], int] = hash):
         """`journal` is open for reading and appending at `length` bytes; `hasher` is replaceable for tests."""
-        super().__init__(capacity, np.int32)
+        self._narrow = capacity * MAX_LINE_BYTES < 1 << 32
+        super().__init__(capacity, np.int32, np.uint32 if self._narrow else np.int64)
         self._hasher = hasher
         self.journal = journal
         self.length = length  # bytes in the journal (all written, some maybe still buffered)
@@ -167,13 +179,19 @@ class IdWindow(HashRing):
 
     def oldest_offset(self) -> int:
         """Journal offset of the oldest key in the window (the window is the journal's suffix from here)."""
-        return int(self._value[self._oldest()]) if self.count else self.length
+        return self._offset(int(self._value[self._oldest()])) if self.count else self.length
+
+    def _offset(self, stored: int) -> int:
+        return self.length - ((self.length - stored) & OFFSET_MASK) if self._narrow else stored
+
+    def _stored(self, offsets: IntArray) -> IntArray:
+        return offsets & OFFSET_MASK if self._narrow else offsets
 
     def _confirmed(self, position: int, line: bytes) -> bool:
         if self._unflushed:
             self.journal.flush()
             self._unflushed = False
-        return os.pread(self.journal.fileno(), len(line), self.value(position)) == line
+        return os.pread(self.journal.fileno(), len(line), self._offset(self.value(position))) == line
 
     def _write(self, data: bytes) -> None:
         self.journal.write(data)
@@ -186,7 +204,7 @@ class IdWindow(HashRing):
         slot = self.probe(h, h & self._mask, lambda position: self._confirmed(position, line))
         if slot < 0:
             return False
-        self.insert(h, slot, self.length)
+        self.insert(h, slot, self.length & OFFSET_MASK if self._narrow else self.length)
         self._write(line)
         return True
 
@@ -216,7 +234,7 @@ class IdWindow(HashRing):
         kept = lines if len(candidates) == n else [lines[i] for i in candidates.tolist()]
         if kept:
             lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
-            self._insert_many(h, ends, self.length + np.cumsum(lengths) - lengths)
+            self._insert_many(h, ends, self._stored(self.length + np.cumsum(lengths) - lengths))
             self._write(b"".join(kept))
         return new.tolist()
 
@@ -256,7 +274,8 @@ class IdWindow(HashRing):
         kept = lines[-self.capacity :]
         lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
         offsets = self.length - int(lengths.sum()) + np.cumsum(lengths) - lengths
-        self.fill(low32_array(np.fromiter(map(self._hasher, kept), dtype=np.int64, count=len(kept))), offsets)
+        hashes = low32_array(np.fromiter(map(self._hasher, kept), dtype=np.int64, count=len(kept)))
+        self.fill(hashes, self._stored(offsets))
 
     def move_to(self, journal: BinaryIO) -> int:
         """Copy the window's lines (the journal's suffix from the oldest key) to a new, empty journal and
@@ -267,6 +286,6 @@ class IdWindow(HashRing):
             chunk = os.pread(source, min(COPY_CHUNK, self.length - start - copied), start + copied)
             journal.write(chunk)
             copied += len(chunk)
-        self._value[: self.count] -= start
+        self._value[: self.count] -= self._value.dtype.type(start & OFFSET_MASK if self._narrow else start)
         self.journal, self.length = journal, copied
         return copied
