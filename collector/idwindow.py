@@ -52,10 +52,10 @@ def id_line(account: str, fill_id: str) -> bytes:
 
 
 class HashRing:
-    """A FIFO ring of `capacity` (key, 64-bit value) pairs and an open-addressing table over it.
+    """A FIFO ring of `capacity` (key, value) pairs and an open-addressing table over it.
 
-    Keys are hashes of `key_dtype` (64-bit, or 32-bit when the caller confirms matches itself); what a
-    match means is the caller's (IdWindow confirms it in its journal)."""
+    Keys are hashes of `key_dtype` (64-bit, or 32-bit when the caller confirms matches itself), values of
+    `value_dtype`; what a match means is the caller's (IdWindow confirms it in its journal)."""
 
     def __init__(
         self,
