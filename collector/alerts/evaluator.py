@@ -723,7 +723,8 @@ class AlertEngine:
         """Series changed by marks, running timers, and staleness (which changes with time alone)."""
         events: list[AlertEvent] = []
         watched_of = self._watched.get
-        candidates = {watched for series in changed if (watched := watched_of(series)) is not None}
+        # a changed series without current-state watches has nothing to re-read (unless timed or waiting: added)
+        candidates = {watched for series in changed if (watched := watched_of(series)) is not None and watched.on_tick}
         candidates.update(self._timed, self._waiting)
         timed, waiting = self._timed, self._waiting
         for watched in sorted(candidates, key=attrgetter("order")):
