@@ -58,6 +58,10 @@ def stream(count: int, seed: int = 5, shape: tuple[int, int, int] = DESK) -> lis
     rng = random.Random(seed)
     universes = [rng.sample(range(symbols), 12) for _ in range(strategies)]
     prices = [rng.uniform(10, 500) for _ in range(symbols)]
+    # one shared str per name, as FillValidator hands them on (its name and symbol memories)
+    account_names = [f"ACC{a:02d}" for a in range(accounts)]
+    strategy_names = [f"strat_{s:02d}" for s in range(strategies)]
+    symbol_names = [f"SYM{y:03d}" for y in range(symbols)]
     fills = []
     ts = 1_700_000_000 * NS
     for i in range(count):
@@ -68,9 +72,9 @@ def stream(count: int, seed: int = 5, shape: tuple[int, int, int] = DESK) -> lis
         fills.append(
             Fill(
                 ts=ts,
-                account=f"ACC{rng.randrange(accounts):02d}",
-                strategy=f"strat_{strategy:02d}",
-                symbol=f"SYM{symbol:03d}",
+                account=account_names[rng.randrange(accounts)],
+                strategy=strategy_names[strategy],
+                symbol=symbol_names[symbol],
                 side="buy" if rng.random() < 0.5 else "sell",
                 qty=float(rng.randint(1, 20)),
                 price=round(prices[symbol], 2),
@@ -228,8 +232,7 @@ def measure(fills: list[Fill], batch: int, check_fills: int, warmup: int = 0) ->
     loop = python_loop(fills, warmup)
     reference_rate, equal = check(engine, fills, check_fills, batch)
     timed = len(fills) - warmup
-    hi = engine.hi[: engine.counts["holdings"]]
-    holders = np.bincount(hi[hi[:, L.H_HELD] == 1, L.H_SYMBOL])
+    holders = engine.yi[: engine.counts["symbols"], L.Y_COUNT]
     rate = timed / seconds
     return {
         "fills": len(fills),

@@ -5,26 +5,33 @@
    compact window of collector/idwindow.py: hashes and journal offsets in numpy arrays) and
    `SeenIds` (the same window over `run`'s journal), each holding `--ids` distinct ids.
 2. Timestamp memory (`UniqueTimestamps`, the de-clash memory of `fills` keys) holding `--stamps` keys.
-3. `stratmon run` (file source, default alert rules, a private influxd) streaming `--run-fills`
-   fills; its RSS is sampled every `--sample` seconds and printed against the fills processed.
-   Flat = the RSS of the last quarter of the stream within 10% of its mean over the second half.
+3. Where `stratmon run`'s RSS goes, in a fresh process, part by part in the order run builds them
+   (imports, the compiled kernel loaded, the duplicate-id window at its default size, the engine
+   with its bust log full for this stream's books, a full queue of fills).
+4. `stratmon run` (file source, default config and alert rules, a private influxd) streaming
+   `--run-fills` fills; its RSS is sampled every `--sample` seconds and printed against the fills
+   processed. Flat = the RSS of the last quarter of the stream within 10% of its mean over the
+   second half; growth = MB per million fills between the second half's first and last samples.
 
-    .venv/bin/python benchmarks/memory.py [--ids 1000000] [--stamps 500000] [--run-fills 1000000] [--json]
+    .venv/bin/python benchmarks/memory.py [--ids 1000000] [--stamps 500000] [--budget-fills 150000]
+        [--run-fills 1000000] [--sample 2] [--json]
     (the issue's figure: --ids 5000000 --stamps 2000000 --run-fills 10000000)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.intake import RecentIds  # noqa: E402
 from collector.run.seen import SeenIds  # noqa: E402
+from collector.sources.base import EVENTS_PER_BATCH  # noqa: E402
 from collector.sources.synthetic import synthetic_fills  # noqa: E402
 from collector.store.influxd import LocalInfluxd  # noqa: E402
 from collector.store.lineproto import UniqueTimestamps  # noqa: E402
@@ -111,10 +119,73 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def rollup_mb(pid: int) -> dict[str, float]:
+    """Anonymous (heap, arrays) and file-backed (mapped libraries) parts of the RSS, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    anonymous = int(fields["Anonymous"].split()[0]) / 1024
+    return {"anonymous": round(anonymous, 1), "file": round(int(fields["Rss"].split()[0]) / 1024 - anonymous, 1)}
+
+
+def budget_stages(fills: int) -> list[tuple[str, float]]:
+    """RSS (MB) after each part `stratmon run` builds, in this (fresh) process: run with --budget."""
+    import threading
+
+    stages = [("interpreter and this benchmark's imports", rss_mb(os.getpid()))]
+    from collector.config import CapitalConfig, IngestConfig, MetricsConfig, RunConfig
+    from collector.engine.engine import Engine
+    from collector.model import Fill, FillValidator
+    from collector.run import collector  # noqa: F401 - its imports are what is measured
+    from collector.sources.base import Batch, Outlet
+
+    stages.append(("imports of collector.run (numba, llvmlite, pydantic, …)", rss_mb(os.getpid())))
+    validator, now = FillValidator(5.0), time.time_ns()
+
+    def batches(seed: int, size: int) -> Iterator[list[Fill]]:  # decoded as the file tail does: a batch at a time
+        records = synthetic_fills(fills, seed=seed, start_ns=now - 30 * 86_400 * 10**9, step_ns=100_000)
+        while chunk := [validator.validate(record, now) for record in itertools.islice(records, size)]:
+            yield chunk
+
+    capital, window = CapitalConfig(), IngestConfig().dedupe_window
+    engine = Engine(capital.accounts, capital.default, MetricsConfig().day_basis, IngestConfig().bust_window)
+    stream = batches(7, BATCH)
+    engine.on_events(next(stream))
+    stages.append(("compiled kernel loaded (the first batch)", rss_mb(os.getpid())))
+    with tempfile.TemporaryDirectory(prefix="stratmon-budget-") as tmp:
+        seen = SeenIds(Path(tmp), window)
+        seen.restore(None)
+        stages.append((f"duplicate-id window of {window:,} ids (ingest.dedupe_window)", rss_mb(os.getpid())))
+        for batch in stream:
+            engine.on_events(batch)
+        books = len(engine.log.fills) if engine.log is not None else 0
+        stages.append((f"engine after {fills:,} fills (its bust log: {books} books' last fills)", rss_mb(os.getpid())))
+        outlet = Outlet(RunConfig().queue_batches, threading.Event())
+        for batch in batches(8, EVENTS_PER_BATCH):
+            if not outlet.offer(Batch("file", list(batch))):
+                break
+        stages.append((f"a full queue ({outlet.depth()} batches of fills)", rss_mb(os.getpid())))
+        seen.close()
+    return stages
+
+
+def budget(fills: int, say: Callable[[str], None]) -> list[tuple[str, float]]:
+    """`budget_stages` in a fresh interpreter (this one has imported and allocated other things), after a
+    small one that compiles the kernel if its cache is stale (compiling costs RSS a cached run never pays)."""
+    for count in (BATCH, fills):
+        command = [sys.executable, __file__, "--budget", str(count)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    stages: list[tuple[str, float]] = [(str(name), float(mb)) for name, mb in json.loads(out)]
+    previous = 0.0
+    for name, mb in stages:
+        say(f"  {mb:>7.1f} MB  (+{mb - previous:>6.1f})  {name}")
+        previous = mb
+    return stages
+
+
 def stream_run(
     workdir: Path, fills: int, sample_s: float, say: Callable[[str], None]
-) -> list[tuple[float, int, float]]:
-    """(seconds, fills processed, RSS MB) samples of `stratmon run` over a file of `fills` fills."""
+) -> tuple[list[tuple[float, int, float]], dict[str, float]]:
+    """(seconds, fills processed, RSS MB) samples of `stratmon run` over a file of `fills` fills, and the
+    anonymous/file-backed split of its RSS at the last sample."""
     path = workdir / "fills.jsonl"
     with open(path, "wb") as handle:
         for record in synthetic_fills(fills, seed=7, start_ns=time.time_ns() - 30 * 86_400 * 10**9, step_ns=100_000):
@@ -129,7 +200,7 @@ def stream_run(
                 "influx": {"url": influx, "database": "memory"},
                 "spool": {"dir": str(workdir / "spool")},
                 "ingest": {"dead_letter": str(workdir / "dead.jsonl")},
-                "sources": [{"type": "file", "paths": [str(path)], "batch_lines": 5000}],
+                "sources": [{"type": "file", "paths": [str(path)]}],  # default batch_lines, like a user
                 "alerts": {"enabled": True, "rules": str(ROOT / "rules" / "alerts.yaml")},
                 "run": {"health_interval": 1.0},
                 "jobs": {"enabled": False},
@@ -141,6 +212,7 @@ def stream_run(
         [sys.executable, "-m", "collector", "run", "--config", str(config), "--log-level", "ERROR"], env=env, cwd=ROOT
     )
     samples: list[tuple[float, int, float]] = []
+    split: dict[str, float] = {}
     session, started = requests.Session(), time.monotonic()
     try:
         while process.poll() is None:
@@ -150,6 +222,7 @@ def stream_run(
             series = answer["results"][0].get("series") if answer.get("results") else None
             done = int(series[0]["values"][0][1]) if series else 0
             samples.append((time.monotonic() - started, done, rss_mb(process.pid)))
+            split = rollup_mb(process.pid)
             say(f"  {samples[-1][0]:>7.1f} s {done:>11,} fills {samples[-1][2]:>8.1f} MB")
             if done >= fills:
                 break
@@ -160,7 +233,7 @@ def stream_run(
         server.stop()
     if not samples or samples[-1][1] < fills:
         raise SystemExit(f"stratmon run ended before processing {fills} fills (exit {process.returncode})")
-    return samples
+    return samples, split
 
 
 def _say(text: str) -> None:
@@ -180,7 +253,15 @@ def main() -> int:
     )
     parser.add_argument("--sample", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--budget-fills", type=int, default=150_000, help="fills through the engine for the RSS budget (0: skip)"
+    )
+    parser.add_argument("--budget", type=int, help=argparse.SUPPRESS)  # internal: the budget's fresh process
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its run and influxd
+    if args.budget is not None:
+        print(json.dumps(budget_stages(args.budget)))
+        return 0
     n = args.ids
     report: dict[str, Any] = {"ids": n, "stamps": args.stamps}
     say: Callable[[str], None] = _quiet if args.json else _say
@@ -214,11 +295,15 @@ def main() -> int:
             ratio = row["bytes_per_key"] / report["timestamp_baseline"]["bytes_per_key"]
             say(f"  {name:<22} {row['bytes_per_key']:>7.1f} B/key ({ratio:.3f}× the baseline)")
             del kept
+        if args.budget_fills:
+            say("where stratmon run's RSS goes (a fresh process, part by part):")
+            report["budget_mb"] = budget(args.budget_fills, say)
         if args.run_fills:
             (workdir / "run").mkdir()
             say(f"stratmon run, {args.run_fills:,} fills from a file — RSS over time:")
-            samples = stream_run(workdir / "run", args.run_fills, args.sample, say)
-            half = [rss for _, done, rss in samples if done >= args.run_fills / 2]
+            samples, split = stream_run(workdir / "run", args.run_fills, args.sample, say)
+            second = [(done, rss) for _, done, rss in samples if done >= args.run_fills / 2]
+            half = [rss for _, rss in second]
             last = [rss for _, done, rss in samples if done >= args.run_fills * 3 / 4]
             mean = sum(half) / len(half)
             run = report["run"] = {
@@ -227,11 +312,17 @@ def main() -> int:
                 "peak_rss_mb": round(max(rss for *_, rss in samples), 1),
                 "second_half_mean_rss_mb": round(mean, 1),
                 "flat": all(abs(rss - mean) <= 0.1 * mean for rss in last),
+                "growth_mb_per_million_fills": round(
+                    (second[-1][1] - second[0][1]) / max(1, second[-1][0] - second[0][0]) * 1e6, 1
+                ),
+                "last_rss_split_mb": split,
                 "samples": [(round(t, 1), done, round(rss, 1)) for t, done, rss in samples],
             }
             say(
                 f"peak RSS {run['peak_rss_mb']:.0f} MB (target < 500 MB) over {run['seconds']:.0f} s; last quarter "
-                f"{'flat' if run['flat'] else 'NOT flat'} (within ±10% of the second half's mean {mean:.0f} MB)"
+                f"{'flat' if run['flat'] else 'NOT flat'} (within ±10% of the second half's mean {mean:.0f} MB); "
+                f"second half growth {run['growth_mb_per_million_fills']:+.1f} MB per million fills; at the end "
+                f"{split['anonymous']:.0f} MB anonymous + {split['file']:.0f} MB mapped files (libllvmlite.so, …)"
             )
     if args.json:
         print(json.dumps(report))

@@ -185,7 +185,12 @@ SourceConfig = Annotated[
 
 class RunConfig(_Section):
     instance: str = Field("", description="`instance` tag of collector self-metrics; empty = host name")
-    queue_batches: int = Field(64, ge=1, le=100_000, description="batches between sources and engine (backpressure)")
+    queue_batches: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="batches of ≤ 500 events between sources and engine (a bigger one counts as several)",
+    )
     flush_interval: float = Field(
         0.25, gt=0, le=60, description="longest wait (seconds) before perf points of changed series are written"
     )

@@ -1,14 +1,16 @@
-"""The last `capacity` distinct keys, exact, in ~16 + 4·slots/capacity bytes per key (≤ 32).
+"""The last `capacity` distinct keys, exact, in 8 + 4·slots/capacity bytes per key (12 + … above ~5.5M).
 
 A key is a byte line (`account<TAB>fill_id<LF>`) kept in an append-only journal file; memory holds
-only a ring of (64-bit hash, journal offset) in arrival order and an open-addressing table of ring
+only a ring of (32-bit hash, 32-bit journal offset: see IdWindow) in arrival order and an open-addressing table of ring
 positions (linear probing, int32, slots = the power of two ≥ 2·capacity). A hash match is confirmed
-by reading the line back from the journal, so a hash collision never makes a new key a duplicate
-(duplicates are rare, and so are those reads). Eviction is FIFO and free: the oldest ring position
-is overwritten; the table slot that pointed at it then aliases the newer key in that position,
-which is harmless (a lookup compares that key's hash) but keeps the slot occupied, so when
-occupied slots pass MAX_LOAD of the table it is rebuilt from the ring in one vectorized pass
-(sorted by home slot, position_i = i + cummax(home_i − i)).
+by reading the line back from the journal, so a hash collision never makes a new key a duplicate,
+and 32 bits are enough: the table slot already fixes log2(slots) of them (24 at the default
+window), so a new key meets an equal hash about once per 10³ keys there and reads one recent,
+page-cached journal line (duplicates are rare, and so are those reads). Eviction is FIFO and
+free: the oldest ring position is overwritten; the table slot that pointed at it then aliases the
+newer key in that position, which is harmless (a lookup compares that key's hash) but keeps the
+slot occupied, so when occupied slots pass MAX_LOAD of the table it is rebuilt from the ring in one
+vectorized pass (sorted by home slot, position_i = i + cummax(home_i − i)).
 
 Batches are checked vectorized: a key is a duplicate when it is in the window as it was before the
 batch, or equals an earlier key of the batch. (A key evicted by an earlier key of the same batch
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -28,8 +30,20 @@ import numpy.typing as npt
 EMPTY = -1
 MAX_LOAD = 0.7  # occupied (live + aliased) share of the table that triggers a rebuild
 COPY_CHUNK = 1 << 22
+MAX_LINE_BYTES = 4 * 64 + 1 + 4 * 128 + 1  # account, tab, fill_id (64 and 128 characters of ≤ 4 UTF-8 bytes), LF
+OFFSET_MASK = 0xFFFFFFFF
 
 IntArray = npt.NDArray[np.int64]
+KeyArray = npt.NDArray[np.signedinteger[Any]]  # hashes: int64, or int32 in IdWindow
+
+
+def low32(h: int) -> int:
+    """The low 32 bits of a hash as a signed int32 value (what `low32_array` stores)."""
+    return ((h & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+def low32_array(h: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+    return (h & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
 
 def id_line(account: str, fill_id: str) -> bytes:
@@ -38,18 +52,26 @@ def id_line(account: str, fill_id: str) -> bytes:
 
 
 class HashRing:
-    """A FIFO ring of `capacity` (64-bit key, 64-bit value) pairs and an open-addressing table over it.
+    """A FIFO ring of `capacity` (key, value) pairs and an open-addressing table over it.
 
-    Keys are hashes; what a match means is the caller's (IdWindow confirms it in its journal)."""
+    Keys are hashes of `key_dtype` (64-bit, or 32-bit when the caller confirms matches itself), values of
+    `value_dtype`; what a match means is the caller's (IdWindow confirms it in its journal)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        key_dtype: type[np.signedinteger[Any]] = np.int64,
+        value_dtype: type[np.integer[Any]] = np.int64,
+    ) -> None:
         self.capacity = capacity
         size = 1 << max(4, (2 * capacity - 1).bit_length())
         self._mask = size - 1
         self._limit = int(MAX_LOAD * size)
+        # written (np.full, not np.zeros) so every page is resident now: the process's RSS is the window's
+        # full size from the first id on, instead of creeping up over the first `capacity` ids
         self._table = np.full(size, EMPTY, dtype=np.int32)
-        self._hash = np.zeros(capacity, dtype=np.int64)
-        self._value = np.zeros(capacity, dtype=np.int64)
+        self._hash = np.full(capacity, 0, dtype=key_dtype)
+        self._value = np.full(capacity, 0, dtype=value_dtype)
         # memoryviews: a scalar read or write through them costs a third of numpy's
         self._views = (self._table.data, self._hash.data, self._value.data)
         self._used = 0  # occupied table slots
@@ -71,12 +93,12 @@ class HashRing:
     def _oldest(self) -> int:
         return self._next if self.count == self.capacity else 0
 
-    def ordered(self) -> tuple[IntArray, IntArray]:
+    def ordered(self) -> tuple[KeyArray, IntArray]:
         """Keys and values, oldest first."""
         order = (self._oldest() + np.arange(self.count)) % self.capacity
         return self._hash[order], self._value[order]
 
-    def fill(self, keys: IntArray, values: IntArray) -> None:
+    def fill(self, keys: KeyArray, values: IntArray) -> None:
         """Start over with these pairs (oldest first; the last `capacity` are kept)."""
         keys, values = keys[-self.capacity :], values[-self.capacity :]
         n = len(keys)
@@ -105,7 +127,7 @@ class HashRing:
         table[slot], hashes[position], values[position] = position, h, value
         self._advance(1)
 
-    def _insert_many(self, h: IntArray, ends: IntArray, values: IntArray) -> None:
+    def _insert_many(self, h: KeyArray, ends: IntArray, values: IntArray) -> None:
         m = len(h)
         positions = (self._next + np.arange(m)) % self.capacity
         self._place(positions, ends)
@@ -140,11 +162,16 @@ class HashRing:
 
 
 class IdWindow(HashRing):
-    """Byte lines in a journal; the ring's values are their journal offsets."""
+    """Byte lines in a journal; the ring's values are their journal offsets.
+
+    Offsets are kept mod 2³² when the window cannot span 4 GiB of journal (capacity × MAX_LINE_BYTES
+    < 2³²: up to ~5.5M ids): the window is the journal's suffix, so offset = length − ((length − stored)
+    mod 2³²). Larger windows keep 64-bit offsets."""
 
     def __init__(self, capacity: int, journal: BinaryIO, length: int = 0, hasher: Callable[[bytes], int] = hash):
         """`journal` is open for reading and appending at `length` bytes; `hasher` is replaceable for tests."""
-        super().__init__(capacity)
+        self._narrow = capacity * MAX_LINE_BYTES < 1 << 32
+        super().__init__(capacity, np.int32, np.uint32 if self._narrow else np.int64)
         self._hasher = hasher
         self.journal = journal
         self.length = length  # bytes in the journal (all written, some maybe still buffered)
@@ -152,13 +179,19 @@ class IdWindow(HashRing):
 
     def oldest_offset(self) -> int:
         """Journal offset of the oldest key in the window (the window is the journal's suffix from here)."""
-        return int(self._value[self._oldest()]) if self.count else self.length
+        return self._offset(int(self._value[self._oldest()])) if self.count else self.length
+
+    def _offset(self, stored: int) -> int:
+        return self.length - ((self.length - stored) & OFFSET_MASK) if self._narrow else stored
+
+    def _stored(self, offsets: IntArray) -> IntArray:
+        return offsets & OFFSET_MASK if self._narrow else offsets
 
     def _confirmed(self, position: int, line: bytes) -> bool:
         if self._unflushed:
             self.journal.flush()
             self._unflushed = False
-        return os.pread(self.journal.fileno(), len(line), self.value(position)) == line
+        return os.pread(self.journal.fileno(), len(line), self._offset(self.value(position))) == line
 
     def _write(self, data: bytes) -> None:
         self.journal.write(data)
@@ -167,11 +200,11 @@ class IdWindow(HashRing):
 
     def add(self, line: bytes) -> bool:
         """True when new (journaled and remembered), False for a duplicate."""
-        h = self._hasher(line)
+        h = low32(self._hasher(line))
         slot = self.probe(h, h & self._mask, lambda position: self._confirmed(position, line))
         if slot < 0:
             return False
-        self.insert(h, slot, self.length)
+        self.insert(h, slot, self.length & OFFSET_MASK if self._narrow else self.length)
         self._write(line)
         return True
 
@@ -182,7 +215,7 @@ class IdWindow(HashRing):
         n = len(lines)
         if n == 0:
             return []
-        hashes = np.fromiter(map(self._hasher, lines), dtype=np.int64, count=n)
+        hashes = low32_array(np.fromiter(map(self._hasher, lines), dtype=np.int64, count=n))
         new = np.ones(n, dtype=bool)
         order = np.argsort(hashes, kind="stable")
         ordered = hashes[order]
@@ -201,12 +234,12 @@ class IdWindow(HashRing):
         kept = lines if len(candidates) == n else [lines[i] for i in candidates.tolist()]
         if kept:
             lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
-            self._insert_many(h, ends, self.length + np.cumsum(lengths) - lengths)
+            self._insert_many(h, ends, self._stored(self.length + np.cumsum(lengths) - lengths))
             self._write(b"".join(kept))
         return new.tolist()
 
     def _lookup(
-        self, h: IntArray, candidates: IntArray, lines: Sequence[bytes], new: npt.NDArray[np.bool_]
+        self, h: KeyArray, candidates: IntArray, lines: Sequence[bytes], new: npt.NDArray[np.bool_]
     ) -> IntArray:
         """The empty slot ending each candidate's probe; a confirmed duplicate is cleared in `new`."""
         table, hashes, mask = self._table, self._hash, self._mask
@@ -241,7 +274,8 @@ class IdWindow(HashRing):
         kept = lines[-self.capacity :]
         lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
         offsets = self.length - int(lengths.sum()) + np.cumsum(lengths) - lengths
-        self.fill(np.fromiter(map(self._hasher, kept), dtype=np.int64, count=len(kept)), offsets)
+        hashes = low32_array(np.fromiter(map(self._hasher, kept), dtype=np.int64, count=len(kept)))
+        self.fill(hashes, self._stored(offsets))
 
     def move_to(self, journal: BinaryIO) -> int:
         """Copy the window's lines (the journal's suffix from the oldest key) to a new, empty journal and
@@ -252,6 +286,6 @@ class IdWindow(HashRing):
             chunk = os.pread(source, min(COPY_CHUNK, self.length - start - copied), start + copied)
             journal.write(chunk)
             copied += len(chunk)
-        self._value[: self.count] -= start
+        self._value[: self.count] -= self._value.dtype.type(start & OFFSET_MASK if self._narrow else start)
         self.journal, self.length = journal, copied
         return copied

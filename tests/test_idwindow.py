@@ -32,8 +32,13 @@ def _model(window: OrderedDict[bytes, None], keys: list[bytes], capacity: int) -
 
 @pytest.mark.parametrize(
     ("hasher", "capacity", "batch"),
-    [(hash, 64, 40), (lambda line: len(line) % 3, 40, 12), (lambda line: hash(line) % 997, 300, 400)],
-    ids=["python-hash", "three-hashes", "997-hashes"],
+    [
+        (hash, 64, 40),
+        (lambda line: len(line) % 3, 40, 12),
+        (lambda line: hash(line) % 997, 300, 400),
+        (lambda line: (hash(line) % 997) << 32, 300, 400),  # the window keeps the low 32 bits: all equal
+    ],
+    ids=["python-hash", "three-hashes", "997-hashes", "high-bits-only"],
 )
 def test_window_matches_the_model(hasher: Callable[[bytes], int], capacity: int, batch: int) -> None:
     rng = random.Random(capacity)
@@ -66,9 +71,9 @@ def test_moving_to_a_new_journal_keeps_the_window_and_offsets() -> None:
         assert second.read().splitlines()[-1] == b"A\t14"
 
 
-def test_memory_is_at_most_32_bytes_per_id_at_the_default_window() -> None:
-    with tempfile.TemporaryFile() as journal:
-        assert IdWindow(5_000_000, journal).nbytes / 5_000_000 <= 32
+def test_memory_is_at_most_22_bytes_per_id_at_the_default_window() -> None:
+    with tempfile.TemporaryFile() as journal:  # 4 B hash + 4 B offset + 4 B × 2²⁴ table slots / 5M
+        assert IdWindow(5_000_000, journal).nbytes / 5_000_000 <= 22
 
 
 def test_recent_ids_compacts_its_file_and_stays_exact() -> None:
@@ -77,3 +82,19 @@ def test_recent_ids_compacts_its_file_and_stays_exact() -> None:
     assert len(ids) == 1000 and ids.window.length < 2 * 1000 * len(b"A\t4999\n") + 1  # compacted
     assert not ids.add(("A", "4999")) and not ids.add(("A", "4000")) and ids.add(("A", "3999"))
     assert ids.add(("B", "4999"))  # accounts are separate
+
+
+def test_offsets_kept_mod_2_32_still_find_lines_past_4_gib() -> None:
+    with tempfile.TemporaryFile() as journal, tempfile.TemporaryFile() as moved:
+        journal.truncate(start := (1 << 32) - 50)  # sparse: the window's lines straddle byte 2³²
+        journal.seek(start)
+        window, model = IdWindow(40, journal, start, hasher=lambda line: len(line) % 3), OrderedDict[bytes, None]()
+        assert window.nbytes < 40 * 16 + 4 * 128  # 32-bit offsets
+        rng = random.Random(5)
+        for _ in range(60):
+            keys = [f"A\t{rng.randrange(120)}\n".encode() for _ in range(rng.randint(1, 12))]
+            assert window.add_many(keys) == _model(model, keys, 40)
+        assert window.length > 1 << 32
+        window.move_to(moved)
+        keys = [f"A\t{i}\n".encode() for i in range(120)]
+        assert window.add_many(keys) == _model(model, keys, 40)

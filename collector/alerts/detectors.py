@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collector.engine.metrics import TRADING_DAYS
@@ -19,92 +17,22 @@ from collector.optimize.statistics import psr_of_returns
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normal data
 
 
-def robust_zscore(x: float, history: Sequence[float]) -> float | None:
-    """(x − median(h)) / (1.4826 · MAD(h)); None when h is empty or has no spread (MAD = 0)."""
-    if not history:
-        return None
-    median = statistics.median(history)
-    mad = statistics.median(abs(h - median) for h in history)
-    if mad == 0:
-        return None
-    return (x - median) / (MAD_TO_SIGMA * mad)
-
-
 @dataclass(slots=True)
 class SlippageHistory:
-    """Per-fill slippage (bps) of one series: the z-score of each new fill against its own recent past.
+    """The slippage window (bps) of one slippage watch, as plain data: its checkpoint form.
 
-    The window is kept twice: in arrival order (to drop the oldest) and sorted (bisect: O(log n)
-    comparisons per update), so the median is an index and the MAD a k-th smallest of two sorted
-    runs (`sorted_mad`, O(log n)). Both are refreshed every window/20 fills rather than at every
-    fill: over a window of hundreds of fills they barely move.
+    The evaluator keeps the live windows of all watches in arrays (collector/alerts/windows.py:
+    the z-score of each new fill against the window before it) and loads/saves them from/to this.
     """
 
     window: int
     min_samples: int
-    values: deque[float] = field(default_factory=deque)
+    values: deque[float] = field(default_factory=deque)  # in arrival order
     ordered: list[float] = field(default_factory=list)  # the same values, sorted
     last_z: float | None = None
     median: float = 0.0
     scale: float = 0.0  # 1.4826 × MAD
     stale: int = 0  # fills since median/scale were computed
-
-    def add(self, slippage_bps: float) -> float | None:
-        """The new fill's robust z-score vs the previous `window` fills (None during warm-up)."""
-        history, ordered = self.values, self.ordered
-        if len(history) >= self.min_samples:
-            if self.stale == 0 or self.stale >= max(1, self.window // 20):
-                self.median = sorted_median(ordered)
-                self.scale = MAD_TO_SIGMA * sorted_mad(ordered, self.median)
-                self.stale = 0
-            self.stale += 1
-            self.last_z = (slippage_bps - self.median) / self.scale if self.scale > 0 else None
-        else:
-            self.last_z = None
-        history.append(slippage_bps)
-        insort(ordered, slippage_bps)
-        if len(history) > self.window:
-            del ordered[bisect_left(ordered, history.popleft())]
-        return self.last_z
-
-
-def sorted_median(ordered: Sequence[float]) -> float:
-    """The median of sorted values (as `statistics.median`: the mean of the middle two for an even count)."""
-    n = len(ordered)
-    middle = n // 2
-    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def sorted_mad(ordered: Sequence[float], median: float) -> float:
-    """median(|x − median|) of sorted values in O(log n), equal to `statistics.median` of the distances.
-
-    The distances below the split (m − x, read leftwards) and above it (x − m, read rightwards)
-    are two ascending runs; the middle one(s) of their union are k-th smallest selections.
-    """
-    n = len(ordered)
-    split = bisect_left(ordered, median)
-    middle = n // 2
-    if n % 2:
-        return _kth_distance(ordered, median, split, middle)
-    return (_kth_distance(ordered, median, split, middle - 1) + _kth_distance(ordered, median, split, middle)) / 2
-
-
-def _kth_distance(ordered: Sequence[float], median: float, split: int, k: int) -> float:
-    """The k-th smallest (0-based) |x − median|: binary search on how many come from below the split."""
-    below, above = split, len(ordered) - split  # run lengths: a[t] = m − x[split−1−t], b[t] = x[split+t] − m
-    lo, hi = max(0, k + 1 - above), min(k + 1, below)
-    while True:
-        i = (lo + hi) // 2  # taken from below; j = k + 1 − i from above
-        j = k + 1 - i
-        if i < below and j > 0 and ordered[split + j - 1] - median > median - ordered[split - 1 - i]:
-            lo = i + 1
-        elif i > 0 and j < above and median - ordered[split - i] > ordered[split + j] - median:
-            hi = i - 1
-        else:
-            break
-    a = median - ordered[split - i] if i > 0 else -math.inf
-    b = ordered[split + j - 1] - median if j > 0 else -math.inf
-    return max(a, b)
 
 
 @dataclass(slots=True)
@@ -213,17 +141,21 @@ class TradeWindow:
     losses: float = 0.0  # Σ negative net PnL in the window (≤ 0)
 
     def add(self, net_pnl: float) -> None:
-        self._count(net_pnl, 1)
-        self.pnls.append(net_pnl)
-        if len(self.pnls) > self.size:
-            self._count(self.pnls.popleft(), -1)
-
-    def _count(self, pnl: float, sign: int) -> None:
-        if pnl > 0:
-            self.wins += sign
-            self.gains += sign * pnl
-        elif pnl < 0:
-            self.losses += sign * pnl
+        # inline (no helper call): it runs for every round trip of every windowed rule's series
+        if net_pnl > 0:
+            self.wins += 1
+            self.gains += net_pnl
+        elif net_pnl < 0:
+            self.losses += net_pnl
+        pnls = self.pnls
+        pnls.append(net_pnl)
+        if len(pnls) > self.size:
+            gone = pnls.popleft()
+            if gone > 0:
+                self.wins -= 1
+                self.gains -= gone
+            elif gone < 0:
+                self.losses -= gone
 
     def metric(self, name: str) -> float | None:
         count = len(self.pnls)

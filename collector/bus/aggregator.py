@@ -15,25 +15,20 @@ import numpy as np
 
 from collector.bus.records import Records
 from collector.engine import layout as L
-from collector.engine.engine import Engine
+from collector.engine.engine import BatchResult, Engine
 from collector.engine.partition import RF_WIDTH, RI_WIDTH, apply_records
 from collector.engine.positions import RoundTrip
-from collector.model import Fill
-
-R_FEE, R_DQ = 2, 5  # columns of a record's floats (kernel.R_FEE / R_DQ: no numba import to read them)
 
 
 @dataclass(slots=True)
 class Applied:
-    """What one `apply` booked, in global order: how many records and marks, the round trips; for the alert
-    rules (AlertEngine.on_batch) the fills as the rules read them (ts, book, symbol, side, qty, price, fee;
-    no arrival price: a record carries no slippage in bps) and the round trips by index in `fills`."""
+    """What one `apply` booked, in global order: how many records and marks, the round trips, and the stretch
+    as a batch of `Engine.on_events` for the alert rules (AlertEngine.on_batch; None when nothing was applied)."""
 
     records: int
     marks: int
     trips: list[RoundTrip]
-    fills: list[Fill] = field(default_factory=list)
-    trip_at: dict[int, RoundTrip] = field(default_factory=dict)
+    batch: BatchResult | None = None
 
 
 @dataclass(slots=True)
@@ -68,8 +63,8 @@ class Aggregates:
         item.marks_done = bisect.bisect_right(records.marks.seq, self.applied)
         self.pending[p].append(item)
 
-    def apply(self, with_fills: bool = False) -> Applied:
-        """Apply everything complete (seq ≤ the lowest watermark); `with_fills`: list the fills (alert rules)."""
+    def apply(self) -> Applied:
+        """Apply everything complete (seq ≤ the lowest watermark)."""
         upto = min(self.watermarks)
         if upto <= self.applied:
             return Applied(0, 0, [])
@@ -113,37 +108,22 @@ class Aggregates:
         rf[~is_mark] = np.concatenate(floats) if floats else rf[:0]
         ri[~is_mark] = np.concatenate(ints) if ints else ri[:0]
         order = np.argsort(np.array(seq, L.INT), kind="stable")
-        listed = order.tolist()
-        keyed = [keys[i] for i in listed]
+        keyed = [keys[i] for i in order.tolist()]
         rf, ri = rf[order], ri[order]
-        apply_records(
-            self.engine, is_mark[order], keyed, np.array(ts, L.INT)[order], np.array(price, L.FLOAT)[order], rf, ri
+        trips.sort(key=lambda item: item[0])
+        at = {s: i for i, s in enumerate(np.array(seq, L.INT)[order].tolist())}  # global seq → event index
+        batch = apply_records(
+            self.engine,
+            is_mark[order],
+            keyed,
+            np.array(ts, L.INT)[order],
+            np.array(price, L.FLOAT)[order],
+            rf,
+            ri,
+            {at[s]: trip for s, trip in trips},
         )
         self.applied = upto
-        trips.sort(key=lambda item: item[0])
-        fills: list[Fill] = []  # in global order
-        index: dict[int, int] = {}  # global seq → index in fills
-        for i, j in enumerate(listed if with_fills else []):
-            key = keyed[i]
-            if not isinstance(key, str):  # a record (a mark's key is its symbol)
-                account, strategy, symbol = key
-                dq = float(rf[i, R_DQ])
-                index[seq[j]] = len(fills)
-                fills.append(
-                    Fill(
-                        ts[j],
-                        account,
-                        strategy,
-                        symbol,
-                        "buy" if dq > 0 else "sell",
-                        abs(dq),
-                        price[j],
-                        "",
-                        float(rf[i, R_FEE]),
-                    )
-                )
-        trip_at = {index[at]: trip for at, trip in trips} if with_fills else {}
-        return Applied(n - n_marks, n_marks, [trip for _, trip in trips], fills, trip_at)
+        return Applied(n - n_marks, n_marks, [trip for _, trip in trips], batch)
 
     def resume_position(self, last: int) -> int:
         """Where to read again after a restart (`last` = the last message read): before the oldest one not wholly

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.bus.records import Marks, Part, Records, Trips
-from collector.engine.engine import Engine
+from collector.engine.engine import BatchResult, Engine
 from collector.engine.partition import Prices, book
 from collector.engine.positions import RoundTrip
 from collector.intake import RecentIds
@@ -28,6 +28,7 @@ class Booked:
     fills: list[tuple[Fill, float]]  # own fills booked, with their realized PnL
     trips: list[RoundTrip]
     records: Records
+    batch: BatchResult  # the part's stretch as `Engine.on_events` returns it (the book-level alert rules)
 
 
 def _tail(prices: Prices, start: int) -> Prices:
@@ -123,4 +124,4 @@ class PartitionBooks:
             ),
             marks,
         )
-        return Booked(list(zip(fills, done.realized, strict=True)), trips, records)
+        return Booked(list(zip(fills, done.realized, strict=True)), trips, records, done.batch)

@@ -54,10 +54,18 @@ class FillResult:
 
 @dataclass(slots=True)
 class BatchResult:
-    """What `on_events` did: realized PnL per event (0.0 for a mark) and the round trips, by event index."""
+    """What `on_events` did: realized PnL per event (0.0 for a mark) and the round trips, by event index.
+
+    `ei`, `ef`, `ti`, `tf`: the kernel's event and result arrays (layout.py), for consumers that work
+    per batch in arrays (the alert rules) rather than per event in Python.
+    """
 
     realized: list[float]
     trips: dict[int, RoundTrip]
+    ei: np.ndarray
+    ef: np.ndarray
+    ti: np.ndarray
+    tf: np.ndarray
 
 
 @dataclass
@@ -73,12 +81,25 @@ _TABLES = {
     "positions": ("pf", "pi", L.PF_WIDTH, L.PI_WIDTH),
     "symbols": ("yf", "yi", L.YF_WIDTH, L.YI_WIDTH),
 }
-_INT_DEFAULTS = {  # a new row's integer fields (the rest 0)
-    "series": {L.S_DAY: -1, L.S_HEAD: -1, L.S_TAIL: -1},
-    "holdings": {L.H_NEXT: -1, L.H_PREV: -1, L.H_YNEXT: -1, L.H_YPREV: -1},
+_FLOAT_DEFAULTS = {"series": {L.S_DAY: -1.0}}  # a new row's fields that are not 0
+_INT_DEFAULTS = {
+    "series": {L.S_HEAD: -1, L.S_TAIL: -1},
+    "holdings": {L.H_NEXT: -1, L.H_PREV: -1, L.H_SLOT: -1},
     "positions": {L.P_HEAD: -1, L.P_TAIL: -1},
-    "symbols": {L.Y_HEAD: -1},
+    "symbols": {},
 }
+
+
+def aligned(array: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """A copy of array on a 64-byte boundary (a row of `sf` is then whole cache lines, one of `hf` half of one),
+    grown to `rows` rows of zeros if given."""
+    shape = (len(array) if rows is None else rows, *array.shape[1:])
+    size = int(np.prod(shape)) * array.itemsize
+    raw = np.zeros(size + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    out = raw[skip : skip + size].view(array.dtype).reshape(shape)
+    out[: len(array)] = array
+    return out
 
 
 class Engine:
@@ -99,8 +120,8 @@ class Engine:
         self.g[L.G_FREE] = -1
         self.counts = {name: 0 for name in _TABLES}
         for fname, iname, fwidth, iwidth in _TABLES.values():
-            setattr(self, fname, np.zeros((4, fwidth), L.FLOAT))
-            setattr(self, iname, np.zeros((4, iwidth), L.INT))
+            setattr(self, fname, aligned(np.zeros((4, fwidth), L.FLOAT)))
+            setattr(self, iname, aligned(np.zeros((4, iwidth), L.INT)))
         self.sf: np.ndarray
         self.si: np.ndarray
         self.hf: np.ndarray
@@ -191,7 +212,7 @@ class Engine:
             i: self._trip(events[i], floats, ints)  # type: ignore[arg-type]
             for i, floats, ints in zip(at.tolist(), tf[at].tolist(), ti[at].tolist(), strict=True)
         }
-        return BatchResult(tf[:, L.T_REALIZED].tolist(), trips)
+        return BatchResult(tf[:, L.T_REALIZED].tolist(), trips, ei, ef, ti, tf)
 
     def _encode_fills(self, fills: Sequence[Fill], rows: list[int] | None, ei: np.ndarray, ef: np.ndarray) -> None:
         """Fills into rows `rows` (None: all) of the event arrays, columns at a time; new positions interned."""
@@ -207,11 +228,7 @@ class Engine:
         keys = list(zip(accounts, strategies, symbols, strict=True))
         ids = list(map(self.position_ids.get, keys))
         if None in ids:
-            for j, p in enumerate(ids):
-                if p is None:
-                    self._event = j if rows is None else rows[j]
-                    known = self.position_ids.get(keys[j])  # opened earlier in this batch
-                    ids[j] = self._position(keys[j]) if known is None else known
+            self._open_positions(keys, ids, rows)
         self._reserve_lots(len(fills))
         at = slice(None) if rows is None else rows
         buy = np.fromiter(map("buy".__eq__, side), bool, len(fills))
@@ -251,7 +268,7 @@ class Engine:
     def take_changed(self) -> set[Series]:
         """Series changed since the last call (what a live writer flushes)."""
         out = np.empty(self.counts["series"], L.INT)
-        n = kernel().take_changed(self.g, self.si, self.hi, self.yi, out)
+        n = kernel().take_changed(self.g, self.si, self.yi, out)
         by_index = self.by_index
         return {by_index[i] for i in out[:n].tolist()}
 
@@ -294,7 +311,7 @@ class Engine:
         clone = copy.copy(self)
         clone.log = None
         for name in ("g", "lf", "ln", *(a for t in _TABLES.values() for a in t[:2])):
-            setattr(clone, name, getattr(self, name).copy())
+            setattr(clone, name, aligned(getattr(self, name)))
         clone.counts = dict(self.counts)
         clone.symbols, clone.symbol_ids = list(self.symbols), dict(self.symbol_ids)
         clone.position_ids, clone.holding_ids = dict(self.position_ids), dict(self.holding_ids)
@@ -316,19 +333,22 @@ class Engine:
     def _state(self) -> tuple[np.ndarray, ...]:
         return (self.sf, self.si, self.hf, self.hi, self.pf, self.pi, self.lf, self.ln, self.yf, self.yi)
 
-    def _row(self, table: str) -> int:
-        """A new zeroed row of `table` (arrays doubled when full)."""
+    def _row(self, table: str, count: int = 1) -> int:
+        """The first of `count` new zeroed rows of `table` (arrays doubled when full)."""
         fname, iname, _, _ = _TABLES[table]
         index = self.counts[table]
+        end = index + count
         floats, ints = getattr(self, fname), getattr(self, iname)
-        if index == len(floats):
-            floats = np.concatenate([floats, np.zeros_like(floats)])
-            ints = np.concatenate([ints, np.zeros_like(ints)])
+        if end > len(floats):
+            size = max(2 * len(floats), end)
+            floats, ints = aligned(floats, size), aligned(ints, size)
             setattr(self, fname, floats)
             setattr(self, iname, ints)
+        for column, fvalue in _FLOAT_DEFAULTS.get(table, {}).items():
+            floats[index:end, column] = fvalue
         for column, value in _INT_DEFAULTS[table].items():
-            ints[index, column] = value
-        self.counts[table] = index + 1
+            ints[index:end, column] = value
+        self.counts[table] = end
         return index
 
     def _reserve_lots(self, count: int) -> None:
@@ -384,21 +404,96 @@ class Engine:
         key = (series.index, y)
         h = self.holding_ids.get(key)
         if h is None:
-            h = self.holding_ids[key] = self._row("holdings")
-            self.hi[h, L.H_SERIES] = series.index
-            self.hi[h, L.H_SYMBOL] = y
+            h = self.holding_ids[key] = self._add_holdings([series.index], [y])
         return h
 
+    def _add_holdings(self, series: list[int], symbols: list[int]) -> int:
+        """Rows for new holdings of series[i] in symbols[i], with room for them in the symbols' heap runs;
+        the first one's row (the caller maps them in holding_ids)."""
+        first = self._row("holdings", len(series))
+        rows = slice(first, first + len(series))
+        self.hi[rows, L.H_SERIES] = series
+        self.hi[rows, L.H_SYMBOL] = symbols
+        yi = self.yi
+        np.add.at(yi[:, L.Y_HOLDINGS], symbols, 1)
+        for y in set(symbols):
+            if yi[y, L.Y_HOLDINGS] > yi[y, L.Y_CAP]:
+                self._grow_holders(y)
+        return first
+
+    def _grow_holders(self, y: int) -> None:
+        """A heap run for symbol y of at least twice the size: moved to the heap's free end, or all runs packed
+        into a larger heap."""
+        yi, hi = self.yi, self.hi
+        start, count, cap, holdings = (int(v) for v in yi[y, [L.Y_START, L.Y_COUNT, L.Y_CAP, L.Y_HOLDINGS]])
+        new_cap = max(8, 2 * cap, holdings)
+        heap = self.g[L.G_WIDTH :].reshape(-1, 2)
+        end = int(self.g[L.G_HEAP_END])
+        if end + new_cap <= len(heap):
+            heap[end : end + count] = heap[start : start + count]
+            hi[heap[end : end + count, 0], L.H_SLOT] = np.arange(end, end + count)
+            yi[y, L.Y_START], yi[y, L.Y_CAP] = end, new_cap
+            self.g[L.G_HEAP_END] = end + new_cap
+            return
+        symbols = self.counts["symbols"]
+        caps = yi[:symbols, L.Y_CAP].copy()
+        caps[y] = new_cap
+        starts = np.concatenate([[0], np.cumsum(caps)[:-1]])
+        total = int(caps.sum())
+        packed = np.zeros((2 * total, 2), L.INT)  # half free: the next runs to grow move there
+        for z in np.flatnonzero(yi[:symbols, L.Y_COUNT]).tolist():
+            old, new, n = int(yi[z, L.Y_START]), int(starts[z]), int(yi[z, L.Y_COUNT])
+            packed[new : new + n] = heap[old : old + n]
+            hi[packed[new : new + n, 0], L.H_SLOT] = np.arange(new, new + n)
+        yi[:symbols, L.Y_START], yi[:symbols, L.Y_CAP] = starts, caps
+        self.g = np.concatenate([self.g[: L.G_WIDTH], packed.reshape(-1)])
+        self.g[L.G_HEAP_END] = total
+
     def _position(self, key: tuple[str, str, str]) -> int:
-        account, strategy, symbol = key
-        book = self._book(account, strategy)
-        y = self._symbol(symbol)
-        p = self.position_ids[key] = book.positions[symbol] = self._row("positions")
-        self.pi[p, L.P_BOOK] = book.chain[0].index
-        self.pi[p, L.P_SYMBOL] = y
-        for k, series in enumerate(book.chain):
-            self.pi[p, L.P_H0 + k] = self._holding(series, y)
-        return p
+        """The row of a new position (its book's capital counts from event `_event` on, as the caller set it)."""
+        ids: list[int | None] = [None]
+        self._open_positions([key], ids, [self._event])
+        return ids[0]  # type: ignore[return-value]
+
+    def _open_positions(self, keys: list[tuple[str, str, str]], ids: list[int | None], rows: list[int] | None) -> None:
+        """Positions for the (account, strategy, symbol) keys whose ids are None (each new key once, at its first
+        event: rows[j], or j), with their books, symbols and chain holdings; their rows into ids."""
+        opened: dict[tuple[str, str, str], int] = {}
+        books, symbols, chains = [], [], []
+        new_series: list[int] = []
+        new_symbols: list[int] = []
+        next_p, next_h = self.counts["positions"], self.counts["holdings"]
+        holding_ids = self.holding_ids
+        for j, p in enumerate(ids):
+            if p is not None:
+                continue
+            key = keys[j]
+            p = opened.get(key)
+            if p is None:
+                account, strategy, symbol = key
+                self._event = j if rows is None else rows[j]
+                book = self._book(account, strategy)
+                y = self._symbol(symbol)
+                p = opened[key] = self.position_ids[key] = book.positions[symbol] = next_p
+                next_p += 1
+                books.append(book.chain[0].index)
+                symbols.append(y)
+                for series in book.chain:
+                    h = holding_ids.get((series.index, y))
+                    if h is None:
+                        h = holding_ids[(series.index, y)] = next_h
+                        next_h += 1
+                        new_series.append(series.index)
+                        new_symbols.append(y)
+                    chains.append(h)
+            ids[j] = p
+        if new_series:
+            self._add_holdings(new_series, new_symbols)
+        first = self._row("positions", len(opened))
+        at = slice(first, first + len(opened))
+        self.pi[at, L.P_BOOK] = books
+        self.pi[at, L.P_SYMBOL] = symbols
+        self.pi[at, L.P_H0 : L.P_H0 + 4] = np.array(chains, L.INT).reshape(-1, 4)
 
     @staticmethod
     def _trip(fill: Fill, tf: list[float], ti: list[int]) -> RoundTrip:

@@ -10,9 +10,9 @@ The operations and their floating-point order are those of the reference engine
   realized PnL, fee, notional, slippage and round trip, and moves its holding in the symbol by
   the position's change (an aggregate's holding is exactly flat once all its books are flat).
 * A mark (the fill price unless the symbol has a marks stream) revalues the symbol's holders
-  (a linked list of holdings with q ≠ 0); each revalued series' equity = realized − fees +
-  unrealized is observed: peak, max drawdown, max drawdown % of peak NAV = (peak − equity) /
-  (capital base + peak), and the daily-change moments (collector/engine/daily.py).
+  (its holdings with q ≠ 0, a contiguous run of the holder heap in `g`); each revalued series'
+  equity = realized − fees + unrealized is observed: peak, max drawdown, max drawdown % of peak
+  NAV = (peak − equity) / (capital base + peak), and the daily-change moments (engine/daily.py).
 
 Layout of the arrays: collector/engine/layout.py. Only this module imports numba, and only the
 engine imports it, on its first event: commands that do not book anything do not pay for it.
@@ -42,17 +42,16 @@ from collector.engine.layout import (
     G_NFREE,
     G_NTOUCHED,
     G_REVALUE,
+    G_WIDTH,
     H_ALIVE,
     H_BOOKS,
     H_C,
-    H_HELD,
     H_NEXT,
     H_PREV,
     H_Q,
     H_SERIES,
+    H_SLOT,
     H_V,
-    H_YNEXT,
-    H_YPREV,
     L_MULT,
     L_ORIGINAL,
     L_PRICE,
@@ -73,6 +72,7 @@ from collector.engine.layout import (
     P_SYMBOL,
     P_TAIL,
     S_CAPITAL,
+    S_CASH,
     S_DAY,
     S_DOWN_SQ,
     S_FEES,
@@ -112,22 +112,26 @@ from collector.engine.layout import (
     T_NET,
     T_QTY,
     T_REALIZED,
+    Y_COUNT,
     Y_DIRTY,
     Y_DIRTY_LIST,
     Y_HAS_MARK,
-    Y_HEAD,
     Y_MARK,
+    Y_START,
     Y_STREAMED,
 )
 from collector.engine.positions import PNL_TOL, QTY_TOL
 
 # numba's cache is keyed on this file only, and compiles the column numbers in as constants: a layout
 # change must change this file too, or a stale compiled kernel would read the wrong columns.
-LAYOUT = "d269ecc11ae75b7b"
+LAYOUT = "811ecbd55127ec6b"
 if layout.digest() != LAYOUT:
     raise ImportError(f"collector/engine/layout.py changed (digest {layout.digest()}): update kernel.LAYOUT")
 
 DAY_NS = 86_400 * 1_000_000_000
+# A symbol's holders are revalued this many at a time: first their holdings and series rows are read
+# and updated (a short loop whose cache misses overlap), then their equity observed from cache.
+CHUNK = 64
 ZERO_Q = 1e-12  # aggregate quantities this close to zero are flat (float sums of offsetting books)
 
 
@@ -158,7 +162,7 @@ def _periods_between(first: int, last: int, calendar: int) -> int:
     return _weekdays_before(last) - _weekdays_before(first + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, calendar: int) -> None:
     """Equity of series s at an event of period day `day`: peak, drawdowns, daily moments."""
     peak = sf[s, S_PEAK]
@@ -173,7 +177,7 @@ def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, ca
             share = drawdown / (capital + peak)
             if share > sf[s, S_MAX_DD_PCT]:
                 sf[s, S_MAX_DD_PCT] = share
-    open_day = si[s, S_DAY]
+    open_day = int(sf[s, S_DAY])
     if day > open_day:
         if open_day < 0:
             si[s, S_N] = 0
@@ -196,19 +200,49 @@ def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, ca
                 sf[s, S_MEAN] += delta * k / total
                 si[s, S_N] = total
             sf[s, S_PREV_CLOSE] = sf[s, S_LAST]
-        si[s, S_DAY] = day
+        sf[s, S_DAY] = day
     sf[s, S_LAST] = equity
 
 
-@njit(cache=True)
-def _evaluate(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float, day: int, cal: int) -> None:
-    """Revalue holding h of series s at `mark` and observe the series' equity."""
+@njit(cache=True, inline="always")
+def _revalue(sf: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float) -> float:
+    """Revalue holding h of series s at `mark` (its value, the series' unrealized); the series' equity."""
     old = hf[h, H_V]
     value = hf[h, H_Q] * mark
     hf[h, H_V] = value
     unrealized = sf[s, S_UNREALIZED] + (value - old)
     sf[s, S_UNREALIZED] = unrealized
-    _observe(sf, si, s, sf[s, S_REALIZED] - sf[s, S_FEES] + unrealized, day, cal)
+    return float(sf[s, S_CASH] + unrealized)
+
+
+@njit(cache=True)
+def _evaluate(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float, day: int, cal: int) -> None:
+    """Revalue holding h of series s at `mark` and observe the series' equity."""
+    _observe(sf, si, s, _revalue(sf, hf, h, s, mark), day, cal)
+
+
+@njit(cache=True)
+def _evaluate_run(
+    g: np.ndarray,
+    sf: np.ndarray,
+    si: np.ndarray,
+    hf: np.ndarray,
+    y_start: int,
+    count: int,
+    mark: float,
+    day: int,
+    cal: int,
+) -> None:
+    """_evaluate every holder of a heap run, CHUNK at a time (each holder is another series: any order is the same)."""
+    equity = np.empty(CHUNK, np.float64)
+    at = G_WIDTH + 2 * y_start
+    end = at + 2 * count
+    for chunk in range(at, end, 2 * CHUNK):
+        stop = min(chunk + 2 * CHUNK, end)
+        for i in range(chunk, stop, 2):
+            equity[(i - chunk) >> 1] = _revalue(sf, hf, g[i], g[i + 1], mark)
+        for i in range(chunk, stop, 2):
+            _observe(sf, si, g[i + 1], equity[(i - chunk) >> 1], day, cal)
 
 
 @njit(cache=True)
@@ -220,29 +254,29 @@ def _touch(g: np.ndarray, si: np.ndarray, s: int) -> None:
 
 
 @njit(cache=True)
-def _hold(hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> None:
-    """Put holding h in symbol y's holder list (no-op when it is there)."""
-    if hi[h, H_HELD] == 0:
-        hi[h, H_HELD] = 1
-        first = yi[y, Y_HEAD]
-        hi[h, H_YNEXT] = first
-        hi[h, H_YPREV] = -1
-        if first >= 0:
-            hi[first, H_YPREV] = h
-        yi[y, Y_HEAD] = h
+def _hold(g: np.ndarray, hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> None:
+    """Make holding h a holder of symbol y (no-op when it is one): the next slot of y's heap run."""
+    if hi[h, H_SLOT] < 0:
+        slot = yi[y, Y_START] + yi[y, Y_COUNT]
+        yi[y, Y_COUNT] += 1
+        hi[h, H_SLOT] = slot
+        g[G_WIDTH + 2 * slot] = h
+        g[G_WIDTH + 2 * slot + 1] = hi[h, H_SERIES]
 
 
 @njit(cache=True)
-def _unhold(hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> None:
-    if hi[h, H_HELD] == 1:
-        hi[h, H_HELD] = 0
-        before, after = hi[h, H_YPREV], hi[h, H_YNEXT]
-        if before >= 0:
-            hi[before, H_YNEXT] = after
-        else:
-            yi[y, Y_HEAD] = after
-        if after >= 0:
-            hi[after, H_YPREV] = before
+def _unhold(g: np.ndarray, hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> None:
+    """Holding h is no holder of symbol y any more: the run's last holder takes its slot."""
+    slot = hi[h, H_SLOT]
+    if slot >= 0:
+        hi[h, H_SLOT] = -1
+        last = yi[y, Y_START] + yi[y, Y_COUNT] - 1
+        yi[y, Y_COUNT] -= 1
+        if slot != last:
+            moved = g[G_WIDTH + 2 * last]
+            g[G_WIDTH + 2 * slot] = moved
+            g[G_WIDTH + 2 * slot + 1] = g[G_WIDTH + 2 * last + 1]
+            hi[moved, H_SLOT] = slot
 
 
 @njit(cache=True)
@@ -319,7 +353,7 @@ def _set_mark(
         if p >= 0:
             for k in range(first, 4):
                 h = pi[p, P_H0 + k]
-                if hi[h, H_HELD] == 1:
+                if hi[h, H_SLOT] >= 0:
                     _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
     else:
         yf[y, Y_MARK] = mark
@@ -328,10 +362,7 @@ def _set_mark(
             yi[y, Y_DIRTY] = 1
             yi[g[G_NDIRTY], Y_DIRTY_LIST] = y
             g[G_NDIRTY] += 1
-        h = yi[y, Y_HEAD]
-        while h >= 0:
-            _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
-            h = hi[h, H_YNEXT]
+        _evaluate_run(g, sf, si, hf, yi[y, Y_START], yi[y, Y_COUNT], mark, day, cal)
     for i in range(nflat):
         h = flat[i]
         _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
@@ -525,6 +556,7 @@ def _apply_chain(
         s = hi[h, H_SERIES]
         sf[s, S_REALIZED] += realized
         sf[s, S_FEES] += fee
+        sf[s, S_CASH] = sf[s, S_REALIZED] - sf[s, S_FEES]
         si[s, S_FILLS] += 1
         sf[s, S_VOLUME] += notional
         if has_slip:
@@ -549,9 +581,9 @@ def _apply_chain(
                 hf[h, H_Q] = 0.0
         sf[s, S_UNREALIZED] -= cost_change
         if hf[h, H_Q] != 0:
-            _hold(hi, yi, h, y)
+            _hold(g, hi, yi, h, y)
         else:
-            _unhold(hi, yi, h, y)
+            _unhold(g, hi, yi, h, y)
             flat[nflat] = h
             flat_book[nflat] = 1 if k == 0 else 0
             nflat += 1
@@ -610,7 +642,7 @@ def run(
 
 
 @njit(cache=True)
-def take_changed(g: np.ndarray, si: np.ndarray, hi: np.ndarray, yi: np.ndarray, out: np.ndarray) -> int:
+def take_changed(g: np.ndarray, si: np.ndarray, yi: np.ndarray, out: np.ndarray) -> int:
     """Series touched by fills plus the holders of symbols whose mark moved, into out; clears both."""
     n = 0
     for i in range(g[G_NTOUCHED]):
@@ -619,14 +651,13 @@ def take_changed(g: np.ndarray, si: np.ndarray, hi: np.ndarray, yi: np.ndarray, 
     for j in range(g[G_NDIRTY]):
         y = yi[j, Y_DIRTY_LIST]
         yi[y, Y_DIRTY] = 0
-        h = yi[y, Y_HEAD]
-        while h >= 0:
-            s = hi[h, H_SERIES]
+        at = G_WIDTH + 2 * yi[y, Y_START]
+        for i in range(at, at + 2 * yi[y, Y_COUNT], 2):
+            s = g[i + 1]
             if si[s, S_TOUCHED] == 0:
                 si[s, S_TOUCHED] = 1
                 out[n] = s
                 n += 1
-            h = hi[h, H_YNEXT]
     for i in range(n):
         si[out[i], S_TOUCHED] = 0
     g[G_NTOUCHED] = 0
@@ -664,7 +695,7 @@ def observe(g: np.ndarray, sf: np.ndarray, si: np.ndarray, s: int, ts: int) -> N
     unrealized = sf[s, S_UNREALIZED] + 0.0
     sf[s, S_UNREALIZED] = unrealized
     cal = g[G_CALENDAR]
-    _observe(sf, si, s, sf[s, S_REALIZED] - sf[s, S_FEES] + unrealized, period_day(ts, cal), cal)
+    _observe(sf, si, s, sf[s, S_CASH] + unrealized, period_day(ts, cal), cal)
 
 
 # ---- partitioned books (collector/bus): run_records' event kinds beyond run's fill (0) and mark (1) ----------

@@ -4,6 +4,14 @@ Every table is a 2-D array, one row per item, one column per field: series (`sf`
 integers), holdings of a series in a symbol (`hf`, `hi`), book positions in a symbol (`pf`, `pi`),
 FIFO lots (`lf`, `ln` = next lot), symbols (`yf`, `yi`), and the engine's globals (`g`). Ids are
 row numbers; -1 is "none". Kept free of numba so reading state costs no compiler import.
+
+After the globals, `g` holds the holder heap: slot i is the pair (holding, its series) at
+g[G_WIDTH + 2i], g[G_WIDTH + 2i + 1]. Symbol y owns slots Y_START … Y_START + Y_CAP − 1, its
+Y_COUNT holders (holdings with q ≠ 0) first, in no particular order (each is another series, so
+the order changes no value); a holding knows its slot (H_SLOT), so dropping a holder moves the
+last one into its place. Y_CAP ≥ Y_HOLDINGS (rows of the symbol in the holdings table), kept so by
+the engine when it adds a holding, so the kernel never runs out of slots. Revaluing a symbol reads
+its slots in one contiguous run instead of chasing links across the holdings table.
 """
 
 from __future__ import annotations
@@ -14,21 +22,25 @@ FLOAT = np.float64
 INT = np.int64
 NONE = -1
 
-# ---- series: sf (what revaluing a holder reads and writes first: one cache line of an aligned row) --------
-S_REALIZED, S_FEES, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT, S_LAST, S_CAPITAL = range(8)
-S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = range(8, 14)
-S_PREV_CLOSE, S_MEAN, S_M2, S_DOWN_SQ = range(14, 18)
+# ---- series: sf ---------------------------------------------------------------------------------
+# Everything revaluing a holder reads and writes is in the first 8 columns: one cache line of a row
+# (the engine allocates its tables 64-byte aligned). S_CASH = realized − fees (kept so on every
+# change of either: the same subtraction the equity would do); S_DAY: the open period day, a whole
+# number (−1: no event yet, the daily moments are None).
+S_CASH, S_UNREALIZED, S_PEAK, S_MAX_DD, S_MAX_DD_PCT, S_LAST, S_CAPITAL, S_DAY = range(8)
+S_REALIZED, S_FEES, S_VOLUME, S_SLIP_WEIGHTED, S_SLIP_NOTIONAL, S_NET_SUM, S_GROSS_WINS, S_GROSS_LOSSES = range(8, 16)
+S_PREV_CLOSE, S_MEAN, S_M2, S_DOWN_SQ = range(16, 20)
 SF_WIDTH = 24  # padded to whole cache lines
-# ---- series: si (S_DAY = -1: no event yet, the daily moments are None) --------------------------
-S_DAY, S_N, S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS = range(7)
-S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = range(7, 12)  # TOUCH_LIST: row i = i-th touched id
+# ---- series: si ---------------------------------------------------------------------------------
+S_N, S_TRADES, S_WINS, S_LOSSES, S_LOSS_STREAK, S_FILLS = range(6)
+S_TOUCHED, S_HEAD, S_TAIL, S_HOLDINGS, S_TOUCH_LIST = range(6, 11)  # TOUCH_LIST: row i = i-th touched id
 SI_WIDTH = 16
 
 # ---- holdings: hf, hi (a series' holdings form a list in insertion order: HEAD/TAIL, H_NEXT/H_PREV) --
 H_Q, H_C, H_V = 0, 1, 2
 HF_WIDTH = 4  # padded: two rows per cache line
-H_SERIES, H_YNEXT, H_HELD, H_SYMBOL, H_BOOKS, H_ALIVE, H_NEXT, H_PREV, H_YPREV = range(9)
-HI_WIDTH = 9  # H_HELD: in the symbol's holder list (q ≠ 0), linked by H_YNEXT/H_YPREV
+H_SERIES, H_SLOT, H_SYMBOL, H_BOOKS, H_ALIVE, H_NEXT, H_PREV = range(7)
+HI_WIDTH = 7  # H_SLOT: its slot in the holder heap while q ≠ 0 (a holder of its symbol), else -1
 
 # ---- positions: pf, pi (a cycle = the round trip being built; open iff P_DIRECTION ≠ 0) ---------
 P_Q, P_C, P_ENTRY_QTY, P_ENTRY_NOTIONAL, P_EXIT_QTY, P_EXIT_NOTIONAL, P_GROSS, P_CYCLE_FEES = range(8)
@@ -43,12 +55,12 @@ LF_WIDTH = 4
 # ---- symbols: yf, yi ----------------------------------------------------------------------------
 Y_MARK = 0
 YF_WIDTH = 1
-Y_HAS_MARK, Y_STREAMED, Y_DIRTY, Y_HEAD, Y_DIRTY_LIST = 0, 1, 2, 3, 4
-YI_WIDTH = 5
+Y_HAS_MARK, Y_STREAMED, Y_DIRTY, Y_DIRTY_LIST, Y_START, Y_COUNT, Y_CAP, Y_HOLDINGS = range(8)
+YI_WIDTH = 8
 
 # ---- globals: g ---------------------------------------------------------------------------------
-G_CLOCK, G_FREE, G_NFREE, G_NTOUCHED, G_NDIRTY, G_CALENDAR, G_REVALUE = range(7)
-G_WIDTH = 7
+G_CLOCK, G_FREE, G_NFREE, G_NTOUCHED, G_NDIRTY, G_CALENDAR, G_REVALUE, G_HEAP_END = range(8)
+G_WIDTH = 8  # then the holder heap; G_HEAP_END: its first slot no symbol owns
 
 # ---- events in (ei, ef) and results out (tf, ti) ----------------------------------------------
 E_KIND, E_ID, E_TS, E_SIGN, E_HAS_SLIP = 0, 1, 2, 3, 4  # kind 0 = fill (id = position), 1 = mark (id = symbol)

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.engine import layout as L
-from collector.engine.engine import Book, Engine, kernel
+from collector.engine.engine import BatchResult, Book, Engine, kernel
 from collector.engine.positions import RoundTrip
 from collector.engine.series import ALL, Series
 from collector.model import Fill
 
 KIND_FILL, KIND_MARK, KIND_TICK, KIND_RECORD = 0, 1, 2, 3  # kernel.run_records' event kinds
 RF_WIDTH, RI_WIDTH = 7, 3  # kernel.RF_WIDTH / RI_WIDTH (kept here so no caller imports numba to read them)
+R_SLIP, R_NET = 3, 4  # kernel.R_SLIP / R_NET: a record's floats
+R_HAS_SLIP, R_TRIP = 0, 1  # kernel.R_HAS_SLIP / R_TRIP: its integers
 
 
 @dataclass(slots=True)
@@ -37,12 +39,14 @@ class Prices:
 
 @dataclass(slots=True)
 class Booked:
-    """What `book` did, per own fill (in `rows` order): realized PnL, the record's columns, round trips."""
+    """What `book` did, per own fill (in `rows` order): realized PnL, the record's columns, round trips;
+    `batch`: the whole stretch as `Engine.on_events` returns it (the alert rules read its arrays)."""
 
     realized: list[float]
     rf: np.ndarray  # (fills, RF_WIDTH) float64
     ri: np.ndarray  # (fills, RI_WIDTH) int64
     trips: dict[int, RoundTrip]  # index into the fills → its round trip
+    batch: BatchResult
 
 
 def _event_arrays(n: int) -> tuple[np.ndarray, ...]:
@@ -79,7 +83,8 @@ def book(engine: Engine, prices: Prices, fills: Sequence[Fill], rows: Sequence[i
     kernel().run_records(engine.g, *engine._state(), ei, ef, tf, ti, rf, ri, updates)
     has = ti[at, L.T_HAS]
     trips = {j: engine._trip(fills[j], tf[at[j]].tolist(), ti[at[j]].tolist()) for j in np.flatnonzero(has).tolist()}
-    return Booked(tf[at, L.T_REALIZED].tolist(), rf[at], ri[at], trips)
+    batch = BatchResult(tf[:, L.T_REALIZED].tolist(), {at[j]: trip for j, trip in trips.items()}, ei, ef, ti, tf)
+    return Booked(tf[at, L.T_REALIZED].tolist(), rf[at], ri[at], trips, batch)
 
 
 def apply_records(
@@ -90,10 +95,13 @@ def apply_records(
     price: np.ndarray,
     rf: np.ndarray,
     ri: np.ndarray,
-) -> None:
+    trips: dict[int, RoundTrip],
+) -> BatchResult:
     """Records (marks[i] False: keys[i] = (account, strategy, symbol)) and marks (keys[i] = symbol), in order.
 
-    rf/ri: each record's columns from its worker (a mark's row is ignored).
+    rf/ri: each record's columns from its worker (a mark's row is ignored); trips: the records' round trips by
+    index. Returns the stretch as the alert rules read a batch of `Engine.on_events`: each record a fill of its
+    position (kind 0) with its slippage and round trip, each mark a mark (no realized PnL: the rules read none).
     """
     n = len(keys)
     ei, ef, tf, ti = _event_arrays(n)
@@ -118,6 +126,13 @@ def apply_records(
     kernel().run_records(
         engine.g, *engine._state(), ei, ef, tf, ti, np.ascontiguousarray(rf), np.ascontiguousarray(ri), updates
     )
+    record = ~marks
+    ei[record, L.E_KIND] = KIND_FILL
+    ei[record, L.E_HAS_SLIP] = ri[record, R_HAS_SLIP]
+    ef[record, L.E_SLIP] = rf[record, R_SLIP]
+    ti[record, L.T_HAS] = ri[record, R_TRIP]
+    tf[record, L.T_NET] = np.where(ri[record, R_TRIP] == 1, rf[record, R_NET], 0.0)
+    return BatchResult([0.0] * n, trips, ei, ef, ti, tf)
 
 
 def warm_up() -> None:

@@ -216,9 +216,9 @@ def _move_holdings(engine: Engine, aggregates: tuple[Series, ...], symbol: str, 
         hf[h, L.H_V] = hf[h, L.H_Q] * mark
         series.unrealized += float((hf[h, L.H_V] - old_v) - (hf[h, L.H_C] - before_c))
         if hf[h, L.H_Q]:
-            k._hold(hi, engine.yi, h, y)
+            k._hold(engine.g, hi, engine.yi, h, y)
         else:
-            k._unhold(hi, engine.yi, h, y)
+            k._unhold(engine.g, hi, engine.yi, h, y)
             if hi[h, L.H_BOOKS] == 0:
                 k._drop(hi, engine.si, h, series.index)
 
@@ -240,7 +240,7 @@ def _replace_series(engine: Engine, live: Series, scratch: Engine, new: Series |
     if new is None:
         engine.sf[i] = 0.0
         engine.si[i] = 0
-        engine.si[i, L.S_DAY] = -1
+        engine.sf[i, L.S_DAY] = -1.0
         fresh: dict[str, tuple[float, float, int]] = {}
     else:
         engine.sf[i] = scratch.sf[new.index]
@@ -250,7 +250,7 @@ def _replace_series(engine: Engine, live: Series, scratch: Engine, new: Series |
     for symbol in list(live.holdings):  # the old holdings go, then the replay's come in its order
         y = engine.symbol_ids[symbol]
         h = engine.holding_ids[(i, y)]
-        k._unhold(engine.hi, engine.yi, h, y)
+        k._unhold(engine.g, engine.hi, engine.yi, h, y)
         k._drop(engine.hi, engine.si, h, i)
     unrealized = 0.0
     for symbol, (q, c, books) in fresh.items():
@@ -264,7 +264,7 @@ def _replace_series(engine: Engine, live: Series, scratch: Engine, new: Series |
         engine.hi[h, L.H_BOOKS] = books
         unrealized += v - c
         if q:
-            k._hold(engine.hi, engine.yi, h, y)
+            k._hold(engine.g, engine.hi, engine.yi, h, y)
     live.unrealized = unrealized
 
 

@@ -87,6 +87,15 @@ class _FloatColumn:
         series.state.sf[series.index, self.column] = value
 
 
+class _CashColumn(_FloatColumn):
+    """Realized PnL or fees: setting either also sets S_CASH = realized − fees (what equity adds to)."""
+
+    def __set__(self, series: Series, value: float) -> None:
+        sf, i = series.state.sf, series.index
+        sf[i, self.column] = value
+        sf[i, layout.S_CASH] = sf[i, layout.S_REALIZED] - sf[i, layout.S_FEES]
+
+
 class _IntColumn:
     """An integer field of the series table (`si`)."""
 
@@ -109,8 +118,8 @@ class Series:
 
     __slots__ = ("account", "accounts", "index", "level", "state", "strategy")
 
-    realized = _FloatColumn(layout.S_REALIZED)
-    fees = _FloatColumn(layout.S_FEES)
+    realized = _CashColumn(layout.S_REALIZED)
+    fees = _CashColumn(layout.S_FEES)
     unrealized = _FloatColumn(layout.S_UNREALIZED)
     peak = _FloatColumn(layout.S_PEAK)
     max_dd = _FloatColumn(layout.S_MAX_DD)
@@ -159,7 +168,7 @@ class Series:
     def daily(self) -> DailyChanges:
         """The daily-change state (a copy)."""
         sf, si, i = self.state.sf, self.state.si, self.index
-        day = int(si[i, layout.S_DAY])
+        day = int(sf[i, layout.S_DAY])
         closed = None
         if day >= 0:
             closed = Moments(

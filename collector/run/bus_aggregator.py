@@ -24,7 +24,6 @@ from collector.bus.aggregator import Aggregates
 from collector.bus.base import Bus, Lease
 from collector.bus.records import RECORDS_DECODER
 from collector.config import Settings
-from collector.engine.engine import BatchResult
 from collector.run.bus_common import alerting_health, bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
 from collector.run.collector import alert_line, perf_line, start_alerting
@@ -83,10 +82,9 @@ class Aggregator:
         self.aggregates.add(RECORDS_DECODER.decode(data), position)
         engine, alerts = state.engine, self.alerts
         clock = engine.clock_ns  # before the stretch, as `on_batch` wants it
-        applied = self.aggregates.apply(with_fills=alerts is not None)
-        if alerts is not None and applied.fills:
-            result = BatchResult([0.0] * len(applied.fills), applied.trip_at)  # the rules read no realized PnL
-            self._emit(alerts.on_batch(applied.fills, result, clock))
+        applied = self.aggregates.apply()
+        if alerts is not None and applied.batch is not None and applied.records:
+            self._emit(alerts.on_batch([], applied.batch, clock))
         changed = {s for s in engine.take_changed() if s.level != "book"}
         if not changed:
             return

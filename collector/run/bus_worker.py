@@ -25,7 +25,6 @@ from collector.bus.base import Bus, Lease
 from collector.bus.records import PART_DECODER, PART_ENCODER
 from collector.bus.worker import Booked, PartitionBooks, SeenFills
 from collector.config import Settings
-from collector.engine.engine import BatchResult
 from collector.engine.partition import BookEngine
 from collector.run.bus_common import alerting_health, bus_config, holding, open_bus, restore, save
 from collector.run.checkpoint import Checkpoint
@@ -109,10 +108,7 @@ class PartitionWorker:
         lines += [perf_line(engine.row(s), clock) for s in changed]
         events: list[AlertEvent] = []
         if alerts is not None:
-            result = BatchResult(
-                [pnl for _, pnl in booked.fills], dict(zip(booked.records.trips.row, booked.trips, strict=True))
-            )
-            events = alerts.on_batch(fills, result, before) + alerts.on_tick(changed, clock)
+            events = alerts.on_batch(fills, booked.batch, before) + alerts.on_tick(changed, clock)
             lines += [alert_line(event) for event in events]
             if self.dispatcher is not None:
                 for event in events:

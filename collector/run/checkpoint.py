@@ -123,7 +123,7 @@ def _pieces(snap: Snapshot) -> tuple[bytes, list[memoryview]]:
         raw = np.ascontiguousarray(array, _DTYPES[kind])
         layout.append([name, kind, list(array.shape), offset])
         offset += raw.nbytes
-        blobs.append(raw.data.cast("B") if raw.size else memoryview(b""))  # an engine without positions yet
+        blobs.append(raw.reshape(-1).view(np.uint8).data)  # bytes, also of an array with no rows
     meta = dict(data, engine=state_data.engine_meta(snap.engine), arrays=layout)
     body = [memoryview(_dumps(meta)), *blobs]
     digest = hashlib.sha256()

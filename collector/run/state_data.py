@@ -25,7 +25,7 @@ from collector.alerts import detectors
 from collector.alerts.evaluator import WATCHES, Watch
 from collector.alerts.rules import AlertRules
 from collector.engine import layout as L
-from collector.engine.engine import Book, Engine
+from collector.engine.engine import Book, Engine, aligned
 from collector.engine.series import ALL, Series
 from collector.store.lineproto import UniqueTimestamps
 
@@ -105,6 +105,20 @@ def engine_state(engine: Engine, reuse: EngineState | None = None) -> EngineStat
     return EngineState(arrays, list(engine.keys), list(engine.symbols), buffers)
 
 
+def reserve(state: EngineState, engine: Engine) -> None:
+    """Give `state` buffers that fit the engine's arrays with a quarter to spare, their pages written here
+    (np.empty leaves them to the first write: the engine thread's next copy would take those faults).
+    Runs off the engine thread (the checkpoint writer): it reads only the engine's sizes."""
+    for name in ARRAYS:
+        source = getattr(engine, name)
+        rows = engine.counts[_ROWS[name]] if name in _ROWS and _ROWS[name] != "lots" else len(source)
+        buffer = state.buffers.get(name)
+        if buffer is None or len(buffer) < rows or buffer.shape[1:] != source.shape[1:]:
+            buffer = np.empty((rows + rows // 4, *source.shape[1:]), source.dtype)
+            buffer.fill(0)
+            state.buffers[name] = buffer
+
+
 def engine_meta(state: EngineState) -> Data:
     return {"keys": [list(key) for key in state.keys], "symbols": state.symbols}
 
@@ -128,10 +142,12 @@ def engine_from(
     rows = {"series": len(keys), "symbols": len(symbols), "lots": len(arrays["ln"])}
     rows |= {"holdings": len(arrays["hf"]), "positions": len(arrays["pf"])}
     for name, array in arrays.items():
-        if name == "g":
-            shape: tuple[int, ...] = (L.G_WIDTH,)
-        elif name == "ln":
-            shape = (rows["lots"],)
+        if name == "g":  # the globals, then the holder heap's (holding, series) pairs
+            if array.ndim != 1 or array.shape[0] < L.G_WIDTH or (array.shape[0] - L.G_WIDTH) % 2:
+                raise ValueError(f"array g has shape {array.shape}, expected ({L.G_WIDTH} + 2k,)")
+            continue
+        if name == "ln":
+            shape: tuple[int, ...] = (rows["lots"],)
         else:
             shape = (rows[_ROWS[name]], _WIDTHS[name])
         if array.shape != shape:
@@ -139,7 +155,7 @@ def engine_from(
     si, hi, pi, yi, g = arrays["si"], arrays["hi"], arrays["pi"], arrays["yi"], arrays["g"]
     _ids(si[:, [L.S_HEAD, L.S_TAIL]], rows["holdings"], "series holdings")
     _ids(si[: g[L.G_NTOUCHED], L.S_TOUCH_LIST], rows["series"], "touched series", none=False)
-    _ids(hi[:, [L.H_NEXT, L.H_PREV, L.H_YNEXT, L.H_YPREV]], rows["holdings"], "holding links")
+    _ids(hi[:, [L.H_NEXT, L.H_PREV]], rows["holdings"], "holding links")
     _ids(hi[:, L.H_SERIES], rows["series"], "holding series", none=False)
     _ids(hi[:, L.H_SYMBOL], rows["symbols"], "holding symbols", none=False)
     _ids(pi[:, [L.P_HEAD, L.P_TAIL]], rows["lots"], "position lots")
@@ -147,7 +163,22 @@ def engine_from(
     _ids(pi[:, L.P_SYMBOL], rows["symbols"], "position symbols", none=False)
     _ids(pi[:, L.P_H0 : L.P_H0 + 4], rows["holdings"], "position holdings", none=False)
     _ids(arrays["ln"], rows["lots"], "lot links")
-    _ids(yi[:, L.Y_HEAD], rows["holdings"], "symbol holders")
+    heap = g[L.G_WIDTH :].reshape(-1, 2)
+    _ids(heap[:, 0], rows["holdings"], "holder heap holdings", none=False)
+    _ids(heap[:, 1], rows["series"], "holder heap series", none=False)
+    _ids(hi[:, L.H_SLOT], len(heap), "holder slots")
+    start, count, cap = yi[:, L.Y_START], yi[:, L.Y_COUNT], yi[:, L.Y_CAP]
+    holdings = np.bincount(hi[:, L.H_SYMBOL], minlength=rows["symbols"])
+    if not (
+        (start >= 0).all()
+        and (start + cap <= g[L.G_HEAP_END]).all()
+        and g[L.G_HEAP_END] <= len(heap)
+        and (count >= 0).all()
+        and (count <= holdings).all()
+        and (holdings == yi[:, L.Y_HOLDINGS]).all()
+        and (holdings <= cap).all()
+    ):
+        raise ValueError("holder heap runs out of range")
     _ids(yi[: g[L.G_NDIRTY], L.Y_DIRTY_LIST], rows["symbols"], "dirty symbols", none=False)
     _ids(g[[L.G_FREE]], rows["lots"], "free lots")
     if not (0 <= g[L.G_NTOUCHED] <= rows["series"] and 0 <= g[L.G_NDIRTY] <= rows["symbols"]):
@@ -158,7 +189,7 @@ def engine_from(
     engine = Engine(capital_by_account, default_capital)
     engine.by_index, engine.series = [], {}
     for name in ARRAYS:
-        setattr(engine, name, arrays[name].copy())
+        setattr(engine, name, aligned(arrays[name]))  # a copy on cache-line boundaries, as the engine's own
     engine.counts = {table: rows[table] for table in engine.counts}
     for index, (level, account, strategy) in enumerate(keys):
         series = Series(engine, index, level, account, strategy)

@@ -34,11 +34,43 @@ class Batch:
     token: Any = None
 
 
+EVENTS_PER_BATCH = 500  # the unit `run.queue_batches` counts in: the default 64 hold ≤ 32k events (~14 MB of fills)
+
+
+class _BatchQueue(queue.Queue[Batch]):
+    """A queue whose size is its batches' weight, ⌈events / EVENTS_PER_BATCH⌉ each (at least 1).
+
+    The bound then holds events, hence memory (~450 B per queued Fill), whatever batch size a
+    source is configured with: 64 batches of 100k lines would otherwise queue ~3 GB. A put waits
+    only while the queue is full, so a batch heavier than the whole bound still goes in."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.weight = 0
+
+    def _qsize(self) -> int:
+        return self.weight
+
+    def _put(self, item: Batch) -> None:
+        self.weight += _weight(item)
+        self.queue.append(item)
+
+    def _get(self) -> Batch:
+        item: Batch = self.queue.popleft()
+        self.weight -= _weight(item)
+        return item
+
+
+def _weight(batch: Batch) -> int:
+    return max(1, -(-len(batch.events) // EVENTS_PER_BATCH))
+
+
 class Outlet:
     """The bounded hand-over to the engine; `put` blocks (backpressure) until there is room or we stop."""
 
     def __init__(self, max_batches: int, stopping: threading.Event) -> None:
-        self.queue: queue.Queue[Batch] = queue.Queue(maxsize=max_batches)
+        """`max_batches` counts batches of up to EVENTS_PER_BATCH events (a bigger one counts as several)."""
+        self.queue: queue.Queue[Batch] = _BatchQueue(maxsize=max_batches)
         self.stopping = stopping
         self.problem: Callable[[], str | None] = lambda: None  # why the consumer cannot take input now
 
@@ -61,7 +93,9 @@ class Outlet:
             return False
 
     def depth(self) -> int:
-        return self.queue.qsize()
+        """Batches waiting (not their weight)."""
+        with self.queue.mutex:
+            return len(self.queue.queue)
 
 
 class Checker:

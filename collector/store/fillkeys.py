@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from collector.model import Fill
 from collector.store.lineproto import UniqueTimestamps
@@ -70,18 +71,22 @@ class StoredKeys:
         self.reader = reader
         self._warned = False
 
-    def taken(self, fills: Sequence[Fill], margin: int) -> dict[tuple[str, int], str]:
-        by_series: dict[str, tuple[Fill, list[int]]] = {}
-        for fill in fills:
-            by_series.setdefault(series_key(fill), (fill, []))[1].append(fill.ts)
+    def taken(self, fills: Sequence[Fill], keys: Sequence[str], margin: int) -> dict[tuple[str, int], str]:
+        """Stored slots within ts … ts + SLOT_SPAN_NS + margin of each fill; `keys[i]` = series_key(fills[i])."""
         statements: list[tuple[str | None, str]] = []
-        if len(by_series) > STATEMENTS_PER_REQUEST:  # many series: one scan per time cluster beats one per series
+        if len(set(keys)) > STATEMENTS_PER_REQUEST:  # many series: one scan per time cluster beats one per series
             for lo, hi in _clusters([f.ts for f in fills], SLOT_SPAN_NS + margin):
                 statements.append((None, f"SELECT fill_id FROM fills WHERE time >= {lo} AND time <= {hi} GROUP BY *"))
-        for key, (fill, times) in by_series.items() if not statements else ():
-            tags = _tag_condition(fill)
-            for lo, hi in _clusters(times, SLOT_SPAN_NS + margin):
-                statements.append((key, f"SELECT fill_id FROM fills WHERE {tags} AND time >= {lo} AND time <= {hi}"))
+        else:
+            by_series: dict[str, tuple[Fill, list[int]]] = {}
+            for fill, key in zip(fills, keys, strict=True):
+                by_series.setdefault(key, (fill, []))[1].append(fill.ts)
+            for key, (fill, times) in by_series.items():
+                tags = _tag_condition(fill)
+                for lo, hi in _clusters(times, SLOT_SPAN_NS + margin):
+                    statements.append(
+                        (key, f"SELECT fill_id FROM fills WHERE {tags} AND time >= {lo} AND time <= {hi}")
+                    )
         found: dict[tuple[str, int], str] = {}
         for start in range(0, len(statements), STATEMENTS_PER_REQUEST):
             chunk = statements[start : start + STATEMENTS_PER_REQUEST]
@@ -104,6 +109,14 @@ class StoredKeys:
         return found
 
 
+@dataclass(frozen=True)
+class Slots:
+    """A batch's series keys and the slots of them that InfluxDB holds (slot → stored fill id)."""
+
+    keys: list[str]
+    taken: dict[tuple[str, int], str]
+
+
 class FillKeys:
     """Assigns the timestamps of a batch of fills: memory of this process plus what InfluxDB holds."""
 
@@ -111,12 +124,20 @@ class FillKeys:
         self.stamps = stamps
         self.stored = stored
 
-    def assign(self, fills: Sequence[Fill]) -> list[int]:
-        if not fills:
-            return []
+    def read(self, fills: Sequence[Fill]) -> Slots:
+        """The stored slots the batch may probe: the InfluxDB half of `assign`, which may run on another thread
+        while the batch is booked, as long as `assign` of the batch follows it."""
+        keys = list(map(series_key, fills))
         # the read covers each ts … ts + 1000 + len(fills) ns: where a probe ends unless >1000 slots clash
-        taken = self.stored.taken(fills, len(fills)) if self.stored is not None else {}
-        return [self.stamps.assign(series_key(f), f.ts, f.fill_id, taken) for f in fills]
+        taken = self.stored.taken(fills, keys, len(fills)) if self.stored is not None and fills else {}
+        return Slots(keys, taken)
+
+    def assign(self, fills: Sequence[Fill], slots: Slots | None = None) -> list[int]:
+        """The keys of `fills`, given `read(fills)` (read here when not given)."""
+        if slots is None:
+            slots = self.read(fills)
+        assign, taken = self.stamps.assign, slots.taken
+        return [assign(key, f.ts, f.fill_id, taken) for key, f in zip(slots.keys, fills, strict=True)]
 
 
 def delete_fill(reader: Reader, fill: Fill) -> int:

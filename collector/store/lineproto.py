@@ -53,7 +53,13 @@ def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldV
 
 
 def fill_line(fill: Fill, ts_ns: int, realized_pnl: float | None = None) -> str:
-    """The `fills` point (docs/schema.md). Tags are charset-checked already, so no escaping is needed."""
+    """The `fills` point (docs/schema.md)."""
+    return f"{fill_point(fill, realized_pnl)} {ts_ns}"
+
+
+def fill_point(fill: Fill, realized_pnl: float | None = None) -> str:
+    """The `fills` line without its timestamp (built before the key is known). Tags are charset-checked already,
+    so no escaping is needed."""
     qty, price = fill.qty, fill.price
     line = (
         f"fills,account={fill.account},side={fill.side},strategy={fill.strategy},symbol={fill.symbol}"
@@ -68,7 +74,7 @@ def fill_line(fill: Fill, ts_ns: int, realized_pnl: float | None = None) -> str:
         line += f",latency_ms={fill.latency_ms!r}"
     if realized_pnl is not None:
         line += f",realized_pnl={realized_pnl!r}"
-    return f"{line} {ts_ns}"
+    return line
 
 
 def _hash64(text: str) -> int:

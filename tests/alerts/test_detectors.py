@@ -9,37 +9,43 @@ import statistics
 import numpy as np
 import pytest
 
-from collector.alerts.detectors import (
-    Cusum,
-    DailyReturns,
-    PageHinkley,
-    SlippageHistory,
-    TradeWindow,
-    robust_zscore,
-    sorted_mad,
-    sorted_median,
-)
+from collector.alerts.detectors import Cusum, DailyReturns, PageHinkley, SlippageHistory, TradeWindow
+from collector.alerts.windows import SlippageWindows, sorted_mad, sorted_median
 from collector.optimize.statistics import probabilistic_sharpe_ratio, psr_of_returns, sample_moments
 
 
-def test_robust_zscore_matches_numpy() -> None:
-    rng = np.random.default_rng(3)
-    history = list(rng.normal(2.0, 0.5, 101))
-    median = np.median(history)
-    mad = np.median(np.abs(np.array(history) - median))
-    assert robust_zscore(9.0, history) == pytest.approx((9.0 - median) / (1.4826 * mad))
-    assert robust_zscore(1.0, []) is None
-    assert robust_zscore(1.0, [2.0, 2.0, 2.0]) is None  # no spread: no scale
+def robust_zscore(x: float, history: list[float]) -> float | None:
+    """(x − median(h)) / (1.4826 · MAD(h)) written out with `statistics`; None without spread."""
+    median = statistics.median(history)
+    mad = statistics.median(abs(h - median) for h in history)
+    return None if mad == 0 else (x - median) / (1.4826 * mad)
 
 
-def test_slippage_history_flags_an_outlier_after_warm_up() -> None:
-    history = SlippageHistory(window=50, min_samples=20)
+class _Window:
+    """One slot of SlippageWindows, fed one fill at a time."""
+
+    def __init__(self, window: int, min_samples: int) -> None:
+        self.windows = SlippageWindows(window)
+        self.slot = self.windows.load(SlippageHistory(window, min_samples), math.inf, False)
+        self.shape = (window, min_samples)
+
+    def add(self, x: float) -> float | None:
+        return self.windows.add(self.slot, x)
+
+    def history(self) -> SlippageHistory:
+        saved = SlippageHistory(*self.shape)
+        self.windows.save(self.slot, saved)
+        return saved
+
+
+def test_slippage_window_flags_an_outlier_after_warm_up() -> None:
+    window = _Window(window=50, min_samples=20)
     rng = random.Random(1)
-    zs = [history.add(rng.gauss(1.0, 0.3)) for _ in range(60)]
+    zs = [window.add(rng.gauss(1.0, 0.3)) for _ in range(60)]
     assert all(z is None for z in zs[:20]) and all(z is not None and abs(z) < 5 for z in zs[20:])
-    outlier = history.add(12.0)
+    outlier = window.add(12.0)
     assert outlier is not None and outlier > 20
-    assert len(history.values) == 50
+    assert len(window.history().values) == 50
 
 
 def _cusum_reference(xs: list[float], warmup: int, slack: float) -> list[float | None]:
@@ -150,20 +156,37 @@ def test_sorted_median_and_mad_equal_statistics_on_random_windows() -> None:
     rng = random.Random(7)
     for _ in range(500):
         xs = [rng.choice((rng.gauss(0, 2), float(rng.randint(-3, 3)))) for _ in range(rng.randint(1, 80))]
-        ordered = sorted(xs)
+        ordered = np.array([*sorted(xs), 99.0])  # a slot's row is longer than its window
         median = statistics.median(xs)
-        assert sorted_median(ordered) == median
-        assert sorted_mad(ordered, median) == statistics.median(abs(x - median) for x in xs)
+        assert sorted_median(ordered, len(xs)) == median
+        assert sorted_mad(ordered, len(xs), median) == statistics.median(abs(x - median) for x in xs)
 
 
-def test_slippage_history_z_equals_the_robust_zscore_of_its_window() -> None:
-    history = SlippageHistory(window=40, min_samples=10)  # refreshed every 2 fills
+def test_slippage_window_z_equals_the_robust_zscore_of_its_window() -> None:
+    window = _Window(window=40, min_samples=10)  # refreshed every 2 fills
     rng = random.Random(2)
     past: list[float] = []
     for i in range(200):
-        x = rng.gauss(1.0, 0.4)
-        z = history.add(x)
-        if i >= 10 and history.stale == 1:  # median and MAD were just recomputed from the window
+        x = rng.choice((rng.gauss(1.0, 0.4), float(rng.randint(0, 2))))  # ties: equal values enter and leave
+        z = window.add(x)
+        saved = window.history()
+        if i >= 10 and saved.stale == 1:  # median and MAD were just recomputed from the window
             assert z == pytest.approx(robust_zscore(x, past[-40:]), rel=1e-12)
         past.append(x)
-        assert history.ordered == sorted(history.values)
+        assert list(saved.values) == past[-40:] and saved.ordered == sorted(saved.values)
+
+
+def test_slippage_window_continues_from_its_checkpoint_form() -> None:
+    rng = random.Random(4)
+    xs = [rng.gauss(0.5, 1.0) for _ in range(150)]
+    straight = _Window(window=30, min_samples=5)
+    expected = [straight.add(x) for x in xs]
+    first = _Window(window=30, min_samples=5)
+    got = [first.add(x) for x in xs[:70]]
+    second = _Window(window=30, min_samples=5)
+    second.windows.load(
+        first.history(), math.inf, False
+    )  # slot 1: the saved window, in a fresh set of arrays' second slot
+    second.slot = 1
+    got += [second.add(x) for x in xs[70:]]
+    assert got == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 
@@ -12,7 +13,9 @@ from collector.alerts.evaluator import AlertEngine, AlertEvent, DailyWatch
 from collector.alerts.rules import AlertRules
 from collector.config import SimulatorSourceConfig
 from collector.engine.engine import Engine
+from collector.engine.metrics import MinSample
 from collector.model import NS, Fill, Mark
+from collector.run.state_data import alerts_data, alerts_from
 from collector.sources.simulator import Simulation
 
 T0 = 1_709_301_600 * NS  # 2024-03-01 14:00 UTC, a Friday
@@ -281,3 +284,63 @@ def test_batches_give_the_same_transitions_as_fill_by_fill_for_observation_rules
     one_by_one = transitions(False)
     assert len(one_by_one) > 10 and {t[0] for t in one_by_one} == {"slip", "deg"}
     assert transitions(True) == one_by_one
+
+
+def test_windows_continue_across_a_checkpoint_of_the_alert_states() -> None:
+    rules = AlertRules.model_validate(
+        {
+            "rules": [
+                {"name": "slip", "level": "book", "kind": "slippage_anomaly", "z": 3, "window": 60, "min_samples": 20},
+                {"name": "slip-s", "level": "strategy", "kind": "slippage_anomaly", "z": 2.5, "window": 30},
+                {"name": "dd", "level": "strategy", "kind": "drawdown_pct", "threshold": 0.0001, "fast_path": True},
+            ]
+        }
+    )
+    batches = _stream(4_000)
+
+    def run(engine: Engine, alerts: AlertEngine, part: list[list[Fill | Mark]]) -> list[tuple[Any, ...]]:
+        out: list[AlertEvent] = []
+        for batch in part:
+            clock = engine.clock_ns
+            out += alerts.on_batch(batch, engine.on_events(batch), clock)
+        return [(e.rule.name, e.state, e.strategy, e.account, e.value, e.ts_ns) for e in out]
+
+    engine = Engine()
+    straight = run(engine, AlertEngine(rules, engine, log_events=False), batches)
+    assert {t[0] for t in straight} == {"slip", "slip-s", "dd"}
+    engine = Engine()
+    first = AlertEngine(rules, engine, log_events=False)
+    got = run(engine, first, batches[: len(batches) // 2])
+    restored = alerts_from(orjson.loads(orjson.dumps(alerts_data(first.export_state()))), rules)
+    second = AlertEngine(rules, engine, log_events=False)
+    second.adopt(restored)
+    got += run(engine, second, batches[len(batches) // 2 :])
+    assert got == straight
+
+
+DAY = 86_400 * NS
+
+
+@pytest.mark.parametrize(
+    ("basis", "days", "round_trips", "fires"),
+    [
+        ("trading", 20, 30, set()),  # the defaults: too few days and round trips for either
+        ("calendar", 8, 2, {"sharpe", "avg-win"}),
+        ("trading", 8, 30, set()),  # 10 calendar days are 6 trading days (a weekend is its Monday)
+        ("calendar", 8, 30, {"sharpe"}),
+        ("trading", 20, 2, {"avg-win"}),
+    ],
+)
+def test_row_metrics_use_the_engines_day_basis_and_minimum_sample(
+    basis: str, days: int, round_trips: int, fires: set[str]
+) -> None:
+    rules = [
+        {"name": "sharpe", "level": "book", "kind": "threshold", "metric": "sharpe", "op": "gt", "value": -1e9},
+        {"name": "avg-win", "level": "book", "kind": "threshold", "metric": "avg_win", "op": "gt", "value": 0},
+    ]
+    desk = Desk(*rules)
+    desk.engine.day_basis = basis  # type: ignore[assignment]
+    desk.engine.sample = MinSample(days, round_trips)
+    for pnl in (5.0, -3.0, 8.0, 1.0, 2.0):  # a fill a day: Saturday to the Monday week after
+        desk.trip(pnl, dt=DAY)
+    assert {name for name, state, _ in desk.states() if state == "firing"} == fires

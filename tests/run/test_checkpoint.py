@@ -80,6 +80,13 @@ def test_round_trip_is_exact_and_the_engine_continues_identically(tmp_path: Path
     assert loaded.engine.rows() == saved.engine.rows()
 
 
+def test_a_checkpoint_before_the_first_fill_round_trips(tmp_path: Path) -> None:
+    empty = Checkpoint(Engine(CAPITAL, 1e6), UniqueTimestamps(1000))  # arrays with no rows (no lots yet)
+    checkpoint.save(tmp_path / "checkpoint.json", empty)
+    loaded = _load(tmp_path / "checkpoint.json")
+    assert loaded is not None and _state(loaded.engine) == _state(empty.engine) and len(loaded.stamps) == 0
+
+
 def test_every_single_byte_corruption_is_detected(tmp_path: Path) -> None:
     raw = checkpoint.encode(_sample(300))
     rng = random.Random(3)
