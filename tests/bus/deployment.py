@@ -23,8 +23,9 @@ import yaml
 
 from collector.model import Fill, Mark
 from collector.store.influxd import InfluxdState
-from collector.store.reader import QueryError, Reader
+from collector.store.reader import Reader
 from collector.store.transport import Endpoint
+from tests.run.conftest import scalar
 
 Row = dict[str, Any]
 SeriesKey = tuple[str, str, str]  # (level, account, strategy)
@@ -147,11 +148,7 @@ class Deployment:
         append_events(self.inbox, events)
 
     def scalar(self, query: str) -> float:
-        try:
-            frame = self.reader.query(query)
-        except QueryError:
-            return 0.0
-        return 0.0 if frame.empty else float(frame.to_numpy()[0, 0])
+        return scalar(self.reader, query)
 
     def booked(self) -> int:
         """The portfolio's cumulative fill count in InfluxDB (what the aggregator, or the engine, applied)."""
