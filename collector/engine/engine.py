@@ -279,7 +279,10 @@ class Engine:
             return {}
         ids = np.empty(count, L.INT)
         kernel().holdings_of(self.si, self.hi, index, ids)
-        q, c, v = self.hf[ids][:, [L.H_Q, L.H_C, L.H_V]].T.tolist()
+        q, c, v = self.hf[ids][:, [L.H_Q, L.H_C, L.H_V]].T
+        held = self.hi[ids, L.H_SLOT] >= 0  # a holder's value is q × mark (layout.py)
+        v[held] = q[held] * self.yf[self.hi[ids[held], L.H_SYMBOL], L.Y_MARK]
+        q, c, v = q.tolist(), c.tolist(), v.tolist()
         return {
             self.symbols[y]: Holding(*state)
             for y, *state in zip(
@@ -289,8 +292,14 @@ class Engine:
 
     def exposure_of(self, index: int) -> tuple[float, float]:
         """Series `index`'s (gross, net) exposure: Σ |q × mark|, Σ q × mark over its holdings."""
-        gross, net = kernel().exposure(self.si, self.hf, self.hi, index)
+        gross, net = kernel().exposure(self.si, self.hf, self.hi, self.yf, index)
         return float(gross), float(net)
+
+    def value(self, h: int) -> float:
+        """Holding h's value: q × its symbol's mark while it is a holder (layout.py), else the stored H_V."""
+        if self.hi[h, L.H_SLOT] >= 0:
+            return float(self.hf[h, L.H_Q] * self.yf[self.hi[h, L.H_SYMBOL], L.Y_MARK])
+        return float(self.hf[h, L.H_V])
 
     def lots(self, p: int) -> list[list[float]]:
         """Position p's open lots, oldest first: [qty, price, multiplier, original qty]."""
@@ -427,7 +436,7 @@ class Engine:
         yi, hi = self.yi, self.hi
         start, count, cap, holdings = (int(v) for v in yi[y, [L.Y_START, L.Y_COUNT, L.Y_CAP, L.Y_HOLDINGS]])
         new_cap = max(8, 2 * cap, holdings)
-        heap = self.g[L.G_WIDTH :].reshape(-1, 2)
+        heap = self.g[L.G_WIDTH :].reshape(-1, L.HEAP_WIDTH)
         end = int(self.g[L.G_HEAP_END])
         if end + new_cap <= len(heap):
             heap[end : end + count] = heap[start : start + count]
@@ -440,7 +449,7 @@ class Engine:
         caps[y] = new_cap
         starts = np.concatenate([[0], np.cumsum(caps)[:-1]])
         total = int(caps.sum())
-        packed = np.zeros((2 * total, 2), L.INT)  # half free: the next runs to grow move there
+        packed = np.zeros((2 * total, L.HEAP_WIDTH), L.INT)  # half free: the next runs to grow move there
         for z in np.flatnonzero(yi[:symbols, L.Y_COUNT]).tolist():
             old, new, n = int(yi[z, L.Y_START]), int(starts[z]), int(yi[z, L.Y_COUNT])
             packed[new : new + n] = heap[old : old + n]

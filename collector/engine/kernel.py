@@ -10,7 +10,9 @@ The operations and their floating-point order are those of the reference engine
   realized PnL, fee, notional, slippage and round trip, and moves its holding in the symbol by
   the position's change (an aggregate's holding is exactly flat once all its books are flat).
 * A mark (the fill price unless the symbol has a marks stream) revalues the symbol's holders
-  (its holdings with q ≠ 0, a contiguous run of the holder heap in `g`); each revalued series'
+  (its holdings with q ≠ 0, a contiguous run of the holder heap in `g`): a holder's value is
+  q × the previous mark before (layout.py), so its change is q × mark − q × previous mark, the
+  reference's value − old value exactly, read from the heap slot alone; each revalued series'
   equity = realized − fees + unrealized is observed: peak, max drawdown, max drawdown % of peak
   NAV = (peak − equity) / (capital base + peak), and the daily-change moments (engine/daily.py).
 
@@ -51,7 +53,9 @@ from collector.engine.layout import (
     H_Q,
     H_SERIES,
     H_SLOT,
+    H_SYMBOL,
     H_V,
+    HEAP_WIDTH,
     L_MULT,
     L_ORIGINAL,
     L_PRICE,
@@ -124,7 +128,7 @@ from collector.engine.positions import PNL_TOL, QTY_TOL
 
 # numba's cache is keyed on this file only, and compiles the column numbers in as constants: a layout
 # change must change this file too, or a stale compiled kernel would read the wrong columns.
-LAYOUT = "811ecbd55127ec6b"
+LAYOUT = "cb13171b281c9beb"
 if layout.digest() != LAYOUT:
     raise ImportError(f"collector/engine/layout.py changed (digest {layout.digest()}): update kernel.LAYOUT")
 
@@ -164,19 +168,23 @@ def _periods_between(first: int, last: int, calendar: int) -> int:
 
 @njit(cache=True, inline="always")
 def _observe(sf: np.ndarray, si: np.ndarray, s: int, equity: float, day: int, calendar: int) -> None:
-    """Equity of series s at an event of period day `day`: peak, drawdowns, daily moments."""
+    """Equity of series s at an event of period day `day`: peak, drawdowns, daily moments.
+
+    Branch-free selects (a new peak or drawdown is a coin toss per holder: branches would mispredict), the
+    reference's values: when equity > peak only the peak moves; else drawdown = peak − equity raises the
+    max drawdown if larger, and with capital > 0, drawdown / (capital + peak) the max drawdown %. The
+    peak starts at 0 and only rises, so capital + peak > 0 whenever the share counts.
+    """
     peak = sf[s, S_PEAK]
-    if equity > peak:
-        sf[s, S_PEAK] = equity
-    else:
-        drawdown = peak - equity
-        if drawdown > sf[s, S_MAX_DD]:
-            sf[s, S_MAX_DD] = drawdown
-        capital = sf[s, S_CAPITAL]
-        if capital > 0:
-            share = drawdown / (capital + peak)
-            if share > sf[s, S_MAX_DD_PCT]:
-                sf[s, S_MAX_DD_PCT] = share
+    down = not equity > peak
+    drawdown = peak - equity
+    capital = sf[s, S_CAPITAL]
+    base = capital + peak
+    share = drawdown / base if base != 0.0 else 0.0
+    max_dd, max_pct = sf[s, S_MAX_DD], sf[s, S_MAX_DD_PCT]
+    sf[s, S_PEAK] = peak if down else equity
+    sf[s, S_MAX_DD] = drawdown if down & (drawdown > max_dd) else max_dd
+    sf[s, S_MAX_DD_PCT] = share if down & (capital > 0) & (share > max_pct) else max_pct
     open_day = int(sf[s, S_DAY])
     if day > open_day:
         if open_day < 0:
@@ -215,6 +223,21 @@ def _revalue(sf: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float) -> flo
     return float(sf[s, S_CASH] + unrealized)
 
 
+@njit(cache=True, inline="always")
+def _revalue_holder(sf: np.ndarray, s: int, q: float, mark: float, previous: float) -> float:
+    """_revalue of a holder whose q did not change since the mark `previous`: its value was q × previous."""
+    unrealized = sf[s, S_UNREALIZED] + (q * mark - q * previous)
+    sf[s, S_UNREALIZED] = unrealized
+    return float(sf[s, S_CASH] + unrealized)
+
+
+@njit(cache=True)
+def _settle(hf: np.ndarray, hi: np.ndarray, yf: np.ndarray, h: int) -> None:
+    """Store holder h's value (q × its symbol's mark) in H_V, before its q changes (a holder keeps none)."""
+    if hi[h, H_SLOT] >= 0:
+        hf[h, H_V] = hf[h, H_Q] * yf[hi[h, H_SYMBOL], Y_MARK]
+
+
 @njit(cache=True)
 def _evaluate(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, h: int, s: int, mark: float, day: int, cal: int) -> None:
     """Revalue holding h of series s at `mark` and observe the series' equity."""
@@ -230,19 +253,28 @@ def _evaluate_run(
     y_start: int,
     count: int,
     mark: float,
+    previous: float,
+    chain: np.ndarray,
     day: int,
     cal: int,
 ) -> None:
-    """_evaluate every holder of a heap run, CHUNK at a time (each holder is another series: any order is the same)."""
+    """_evaluate every holder of a heap run, CHUNK at a time (each holder is another series: any order is the same).
+
+    The holdings in `chain` (slots, -1 = none) changed q in this event: their old value is the one _settle stored.
+    """
+    gq = g.view(np.float64)
     equity = np.empty(CHUNK, np.float64)
-    at = G_WIDTH + 2 * y_start
-    end = at + 2 * count
-    for chunk in range(at, end, 2 * CHUNK):
-        stop = min(chunk + 2 * CHUNK, end)
-        for i in range(chunk, stop, 2):
-            equity[(i - chunk) >> 1] = _revalue(sf, hf, g[i], g[i + 1], mark)
-        for i in range(chunk, stop, 2):
-            _observe(sf, si, g[i + 1], equity[(i - chunk) >> 1], day, cal)
+    a, b, c, d = chain[0], chain[1], chain[2], chain[3]
+    for chunk in range(y_start, y_start + count, CHUNK):
+        stop = min(chunk + CHUNK, y_start + count)
+        for slot in range(chunk, stop):
+            i = G_WIDTH + HEAP_WIDTH * slot
+            if slot == a or slot == b or slot == c or slot == d:  # noqa: SIM109 (scalar compares, no tuple)
+                equity[slot - chunk] = _revalue(sf, hf, g[i], g[i + 1], mark)
+            else:
+                equity[slot - chunk] = _revalue_holder(sf, g[i + 1], gq[i + 2], mark, previous)
+        for slot in range(chunk, stop):
+            _observe(sf, si, g[G_WIDTH + HEAP_WIDTH * slot + 1], equity[slot - chunk], day, cal)
 
 
 @njit(cache=True)
@@ -254,14 +286,16 @@ def _touch(g: np.ndarray, si: np.ndarray, s: int) -> None:
 
 
 @njit(cache=True)
-def _hold(g: np.ndarray, hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> None:
-    """Make holding h a holder of symbol y (no-op when it is one): the next slot of y's heap run."""
-    if hi[h, H_SLOT] < 0:
+def _hold(g: np.ndarray, hf: np.ndarray, hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> None:
+    """Make holding h a holder of symbol y (the next slot of y's heap run, unless it is one); its slot's q = H_Q."""
+    slot = hi[h, H_SLOT]
+    if slot < 0:
         slot = yi[y, Y_START] + yi[y, Y_COUNT]
         yi[y, Y_COUNT] += 1
         hi[h, H_SLOT] = slot
-        g[G_WIDTH + 2 * slot] = h
-        g[G_WIDTH + 2 * slot + 1] = hi[h, H_SERIES]
+        g[G_WIDTH + HEAP_WIDTH * slot] = h
+        g[G_WIDTH + HEAP_WIDTH * slot + 1] = hi[h, H_SERIES]
+    g.view(np.float64)[G_WIDTH + HEAP_WIDTH * slot + 2] = hf[h, H_Q]
 
 
 @njit(cache=True)
@@ -273,10 +307,10 @@ def _unhold(g: np.ndarray, hi: np.ndarray, yi: np.ndarray, h: int, y: int) -> No
         last = yi[y, Y_START] + yi[y, Y_COUNT] - 1
         yi[y, Y_COUNT] -= 1
         if slot != last:
-            moved = g[G_WIDTH + 2 * last]
-            g[G_WIDTH + 2 * slot] = moved
-            g[G_WIDTH + 2 * slot + 1] = g[G_WIDTH + 2 * last + 1]
-            hi[moved, H_SLOT] = slot
+            at, src = G_WIDTH + HEAP_WIDTH * slot, G_WIDTH + HEAP_WIDTH * last
+            for j in range(HEAP_WIDTH):
+                g[at + j] = g[src + j]
+            hi[g[at], H_SLOT] = slot
 
 
 @njit(cache=True)
@@ -345,8 +379,12 @@ def _set_mark(
     first: int,
     flat: np.ndarray,
     nflat: int,
+    chain: np.ndarray,
 ) -> None:
-    """Revalue symbol y's holders (only p's chain from level `first` when the mark is unchanged), then `flat`."""
+    """Revalue symbol y's holders (only p's chain from level `first` when the mark is unchanged), then `flat`.
+
+    `chain`: scratch for the slots of p's chain holdings (their q changed in this event).
+    """
     cal = g[G_CALENDAR]
     day = period_day(ts, cal)
     if yi[y, Y_HAS_MARK] == 1 and mark == yf[y, Y_MARK]:
@@ -356,13 +394,18 @@ def _set_mark(
                 if hi[h, H_SLOT] >= 0:
                     _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
     else:
+        previous = yf[y, Y_MARK]
+        chain[:] = -1
+        if p >= 0:
+            for k in range(first, 4):
+                chain[k] = hi[pi[p, P_H0 + k], H_SLOT]
         yf[y, Y_MARK] = mark
         yi[y, Y_HAS_MARK] = 1
         if yi[y, Y_DIRTY] == 0:
             yi[y, Y_DIRTY] = 1
             yi[g[G_NDIRTY], Y_DIRTY_LIST] = y
             g[G_NDIRTY] += 1
-        _evaluate_run(g, sf, si, hf, yi[y, Y_START], yi[y, Y_COUNT], mark, day, cal)
+        _evaluate_run(g, sf, si, hf, yi[y, Y_START], yi[y, Y_COUNT], mark, previous, chain, day, cal)
     for i in range(nflat):
         h = flat[i]
         _evaluate(sf, si, hf, h, hi[h, H_SERIES], mark, day, cal)
@@ -425,6 +468,7 @@ def _fill(
     e: int,
     flat: np.ndarray,
     flat_book: np.ndarray,
+    chain: np.ndarray,
 ) -> None:
     p, ts, sign = ei[e, E_ID], ei[e, E_TS], ei[e, E_SIGN]
     qty, price, fee, mult = ef[e, E_QTY], ef[e, E_PRICE], ef[e, E_FEE], ef[e, E_MULT]
@@ -512,6 +556,7 @@ def _fill(
         opened,
         flat,
         flat_book,
+        chain,
     )
 
 
@@ -542,6 +587,7 @@ def _apply_chain(
     opened: int,
     flat: np.ndarray,
     flat_book: np.ndarray,
+    chain: np.ndarray,
 ) -> None:
     """Book a fill's effect on position p's chain from level `first` on (0 = book … 3 = portfolio), then mark.
 
@@ -566,6 +612,7 @@ def _apply_chain(
             _record_trip(sf, si, s, net)
         if hi[h, H_ALIVE] == 0:
             _revive(hf, hi, si, h, s)
+        _settle(hf, hi, yf, h)
         cost_change = dc
         if k == 0:  # the book's holding is its position, exactly (a flat book is exactly flat)
             hf[h, H_Q] = pf[p, P_Q]
@@ -581,7 +628,7 @@ def _apply_chain(
                 hf[h, H_Q] = 0.0
         sf[s, S_UNREALIZED] -= cost_change
         if hf[h, H_Q] != 0:
-            _hold(g, hi, yi, h, y)
+            _hold(g, hf, hi, yi, h, y)
         else:
             _unhold(g, hi, yi, h, y)
             flat[nflat] = h
@@ -589,7 +636,7 @@ def _apply_chain(
             nflat += 1
         _touch(g, si, s)
     mark = yf[y, Y_MARK] if yi[y, Y_STREAMED] == 1 else price
-    _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, p, first, flat, nflat)
+    _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, p, first, flat, nflat, chain)
     for i in range(nflat):
         h = flat[i]
         if flat_book[i] == 1 or hi[h, H_BOOKS] == 0:
@@ -624,6 +671,7 @@ def run(
     """
     flat = np.empty(4, np.int64)
     flat_book = np.empty(4, np.int64)
+    chain = np.empty(4, np.int64)
     update = 0
     for e in range(ei.shape[0]):
         while update < capital.shape[0] and capital[update, 0] <= e:
@@ -633,12 +681,12 @@ def run(
         if ts > g[G_CLOCK]:
             g[G_CLOCK] = ts
         if ei[e, E_KIND] == 0:
-            _fill(g, sf, si, hf, hi, pf, pi, lf, ln, yf, yi, ei, ef, tf, ti, e, flat, flat_book)
+            _fill(g, sf, si, hf, hi, pf, pi, lf, ln, yf, yi, ei, ef, tf, ti, e, flat, flat_book, chain)
         else:
             y = ei[e, E_ID]
             yi[y, Y_STREAMED] = 1
             tf[e, T_REALIZED] = 0.0
-            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, ef[e, E_PRICE], ts, -1, 0, flat, 0)
+            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, ef[e, E_PRICE], ts, -1, 0, flat, 0, chain)
 
 
 @njit(cache=True)
@@ -651,8 +699,8 @@ def take_changed(g: np.ndarray, si: np.ndarray, yi: np.ndarray, out: np.ndarray)
     for j in range(g[G_NDIRTY]):
         y = yi[j, Y_DIRTY_LIST]
         yi[y, Y_DIRTY] = 0
-        at = G_WIDTH + 2 * yi[y, Y_START]
-        for i in range(at, at + 2 * yi[y, Y_COUNT], 2):
+        at = G_WIDTH + HEAP_WIDTH * yi[y, Y_START]
+        for i in range(at, at + HEAP_WIDTH * yi[y, Y_COUNT], HEAP_WIDTH):
             s = g[i + 1]
             if si[s, S_TOUCHED] == 0:
                 si[s, S_TOUCHED] = 1
@@ -678,13 +726,14 @@ def holdings_of(si: np.ndarray, hi: np.ndarray, s: int, out: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def exposure(si: np.ndarray, hf: np.ndarray, hi: np.ndarray, s: int) -> tuple[float, float]:
+def exposure(si: np.ndarray, hf: np.ndarray, hi: np.ndarray, yf: np.ndarray, s: int) -> tuple[float, float]:
     """(Σ |v|, Σ v) over series s's holdings, summed left to right in insertion order (as Python's sum)."""
     gross, net = 0.0, 0.0
     h = si[s, S_HEAD]
     while h >= 0:
-        gross += abs(hf[h, H_V])
-        net += hf[h, H_V]
+        v = hf[h, H_Q] * yf[hi[h, H_SYMBOL], Y_MARK] if hi[h, H_SLOT] >= 0 else hf[h, H_V]
+        gross += abs(v)
+        net += v
         h = hi[h, H_NEXT]
     return gross, net
 
@@ -737,6 +786,7 @@ def run_records(
     """
     flat = np.empty(4, np.int64)
     flat_book = np.empty(4, np.int64)
+    chain = np.empty(4, np.int64)
     update = 0
     for e in range(ei.shape[0]):
         while update < capital.shape[0] and capital[update, 0] <= e:
@@ -749,7 +799,7 @@ def run_records(
         if kind == 0:
             p = ei[e, E_ID]
             old_q, old_c, was_open = pf[p, P_Q], pf[p, P_C], 1 if pi[p, P_LOTS] > 0 else 0
-            _fill(g, sf, si, hf, hi, pf, pi, lf, ln, yf, yi, ei, ef, tf, ti, e, flat, flat_book)
+            _fill(g, sf, si, hf, hi, pf, pi, lf, ln, yf, yi, ei, ef, tf, ti, e, flat, flat_book, chain)
             rf[e, R_NOTIONAL] = ef[e, E_QTY] * ef[e, E_PRICE] * ef[e, E_MULT]
             rf[e, R_REALIZED] = tf[e, T_REALIZED]
             rf[e, R_FEE] = ef[e, E_FEE]
@@ -788,6 +838,7 @@ def run_records(
                 ri[e, R_OPENED],
                 flat,
                 flat_book,
+                chain,
             )
         else:
             y = ei[e, E_ID]
@@ -796,4 +847,4 @@ def run_records(
                 mark = ef[e, E_PRICE]
             else:
                 mark = yf[y, Y_MARK] if yi[y, Y_STREAMED] == 1 else ef[e, E_PRICE]
-            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, -1, 0, flat, 0)
+            _set_mark(g, sf, si, hf, hi, pi, yf, yi, y, mark, ts, -1, 0, flat, 0, chain)

@@ -5,13 +5,16 @@ integers), holdings of a series in a symbol (`hf`, `hi`), book positions in a sy
 FIFO lots (`lf`, `ln` = next lot), symbols (`yf`, `yi`), and the engine's globals (`g`). Ids are
 row numbers; -1 is "none". Kept free of numba so reading state costs no compiler import.
 
-After the globals, `g` holds the holder heap: slot i is the pair (holding, its series) at
-g[G_WIDTH + 2i], g[G_WIDTH + 2i + 1]. Symbol y owns slots Y_START … Y_START + Y_CAP − 1, its
-Y_COUNT holders (holdings with q ≠ 0) first, in no particular order (each is another series, so
-the order changes no value); a holding knows its slot (H_SLOT), so dropping a holder moves the
-last one into its place. Y_CAP ≥ Y_HOLDINGS (rows of the symbol in the holdings table), kept so by
-the engine when it adds a holding, so the kernel never runs out of slots. Revaluing a symbol reads
-its slots in one contiguous run instead of chasing links across the holdings table.
+After the globals, `g` holds the holder heap: slot i is HEAP_WIDTH words at g[G_WIDTH + HEAP_WIDTH·i]:
+the holding, its series and its q (the float's bits, = hf[holding, H_Q]). Symbol y owns slots
+Y_START … Y_START + Y_CAP − 1, its Y_COUNT holders (holdings with q ≠ 0) first, in no particular
+order (each is another series, so the order changes no value); a holding knows its slot (H_SLOT),
+so dropping a holder moves the last one into its place. Y_CAP ≥ Y_HOLDINGS (rows of the symbol in
+the holdings table), kept so by the engine when it adds a holding, so the kernel never runs out of
+slots. Revaluing a symbol reads its slots in one contiguous run and touches no holdings row: a
+holder's value is q × its symbol's mark after every event (each change of the mark or of q
+revalues it), so the kernel derives it from the slot's q and keeps no copy in H_V (hf[h, H_V] is
+its value only while h is no holder; read a holding's value with Engine.value).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ YI_WIDTH = 8
 # ---- globals: g ---------------------------------------------------------------------------------
 G_CLOCK, G_FREE, G_NFREE, G_NTOUCHED, G_NDIRTY, G_CALENDAR, G_REVALUE, G_HEAP_END = range(8)
 G_WIDTH = 8  # then the holder heap; G_HEAP_END: its first slot no symbol owns
+HEAP_WIDTH = 3  # words per heap slot: holding, series, q (float64 bits)
 
 # ---- events in (ei, ef) and results out (tf, ti) ----------------------------------------------
 E_KIND, E_ID, E_TS, E_SIGN, E_HAS_SLIP = 0, 1, 2, 3, 4  # kind 0 = fill (id = position), 1 = mark (id = symbol)

@@ -207,7 +207,7 @@ def _move_holdings(engine: Engine, aggregates: tuple[Series, ...], symbol: str, 
         hf, hi = engine.hf, engine.hi
         if not hi[h, L.H_ALIVE]:
             k._revive(hf, hi, engine.si, h, series.index)
-        old_v, before_c = hf[h, L.H_V], hf[h, L.H_C]
+        old_v, before_c = engine.value(h), hf[h, L.H_C]
         hf[h, L.H_Q] += new_q - old_q
         hf[h, L.H_C] += new_c - old_c
         hi[h, L.H_BOOKS] += now_open - was_open
@@ -216,7 +216,7 @@ def _move_holdings(engine: Engine, aggregates: tuple[Series, ...], symbol: str, 
         hf[h, L.H_V] = hf[h, L.H_Q] * mark
         series.unrealized += float((hf[h, L.H_V] - old_v) - (hf[h, L.H_C] - before_c))
         if hf[h, L.H_Q]:
-            k._hold(engine.g, hi, engine.yi, h, y)
+            k._hold(engine.g, hf, hi, engine.yi, h, y)
         else:
             k._unhold(engine.g, hi, engine.yi, h, y)
             if hi[h, L.H_BOOKS] == 0:
@@ -264,7 +264,7 @@ def _replace_series(engine: Engine, live: Series, scratch: Engine, new: Series |
         engine.hi[h, L.H_BOOKS] = books
         unrealized += v - c
         if q:
-            k._hold(engine.g, engine.hi, engine.yi, h, y)
+            k._hold(engine.g, engine.hf, engine.hi, engine.yi, h, y)
     live.unrealized = unrealized
 
 

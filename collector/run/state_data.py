@@ -142,9 +142,9 @@ def engine_from(
     rows = {"series": len(keys), "symbols": len(symbols), "lots": len(arrays["ln"])}
     rows |= {"holdings": len(arrays["hf"]), "positions": len(arrays["pf"])}
     for name, array in arrays.items():
-        if name == "g":  # the globals, then the holder heap's (holding, series) pairs
-            if array.ndim != 1 or array.shape[0] < L.G_WIDTH or (array.shape[0] - L.G_WIDTH) % 2:
-                raise ValueError(f"array g has shape {array.shape}, expected ({L.G_WIDTH} + 2k,)")
+        if name == "g":  # the globals, then the holder heap's (holding, series, q) slots
+            if array.ndim != 1 or array.shape[0] < L.G_WIDTH or (array.shape[0] - L.G_WIDTH) % L.HEAP_WIDTH:
+                raise ValueError(f"array g has shape {array.shape}, expected ({L.G_WIDTH} + {L.HEAP_WIDTH}k,)")
             continue
         if name == "ln":
             shape: tuple[int, ...] = (rows["lots"],)
@@ -163,7 +163,7 @@ def engine_from(
     _ids(pi[:, L.P_SYMBOL], rows["symbols"], "position symbols", none=False)
     _ids(pi[:, L.P_H0 : L.P_H0 + 4], rows["holdings"], "position holdings", none=False)
     _ids(arrays["ln"], rows["lots"], "lot links")
-    heap = g[L.G_WIDTH :].reshape(-1, 2)
+    heap = g[L.G_WIDTH :].reshape(-1, L.HEAP_WIDTH)
     _ids(heap[:, 0], rows["holdings"], "holder heap holdings", none=False)
     _ids(heap[:, 1], rows["series"], "holder heap series", none=False)
     _ids(hi[:, L.H_SLOT], len(heap), "holder slots")

@@ -1,4 +1,4 @@
-"""The holder heap (collector/engine/layout.py): each symbol's run holds exactly its holdings with q ≠ 0.
+"""The holder heap (collector/engine/layout.py): each symbol's run holds exactly its holdings with q ≠ 0, and their q.
 
 Runs grow (moved to the heap's end, or all packed into a larger heap) as holdings are added; a
 holder leaves by swap-remove. Checked after random batches that open, close and flip many books
@@ -17,7 +17,7 @@ from tests.engine.test_kernel_equals_reference import random_stream
 
 
 def assert_heap_consistent(engine: Engine) -> None:
-    heap = engine.g[L.G_WIDTH :].reshape(-1, 2)
+    heap = engine.g[L.G_WIDTH :].reshape(-1, L.HEAP_WIDTH)
     hf, hi, yi = engine.hf, engine.hi, engine.yi
     for y in range(engine.counts["symbols"]):
         start, count, cap, holdings = yi[y, [L.Y_START, L.Y_COUNT, L.Y_CAP, L.Y_HOLDINGS]].tolist()
@@ -29,6 +29,7 @@ def assert_heap_consistent(engine: Engine) -> None:
         assert sorted(run[:, 0].tolist()) == held.tolist()
         assert (hi[run[:, 0], L.H_SLOT] == np.arange(start, start + count)).all()
         assert (hi[run[:, 0], L.H_SERIES] == run[:, 1]).all()
+        assert (run[:, 2].view(L.FLOAT) == hf[run[:, 0], L.H_Q]).all()  # the slot's q is the holding's
     free = hi[: engine.counts["holdings"], L.H_SLOT] < 0
     assert (hf[: engine.counts["holdings"]][free, L.H_Q] == 0).all()
 
