@@ -5,6 +5,9 @@
    compact window of collector/idwindow.py: hashes and journal offsets in numpy arrays) and
    `SeenIds` (the same window over `run`'s journal), each holding `--ids` distinct ids.
 2. Timestamp memory (`UniqueTimestamps`, the de-clash memory of `fills` keys) holding `--stamps` keys.
+   Bust-log memory: the last `ingest.bust_window` fills per book after `--bust-fills` fills, as
+   `Fill` objects in a deque per book with an (account, fill_id) → book dict (the baseline, as
+   before) against the rows of collector/engine/bustlog.py; bytes per fill remembered.
 3. Where `stratmon run`'s RSS goes, in a fresh process, part by part in the order run builds them
    (imports, the compiled kernel loaded, the duplicate-id window at its default size, the engine
    with its bust log full for this stream's books, a full queue of fills).
@@ -30,10 +33,10 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import requests
@@ -48,6 +51,9 @@ from collector.sources.base import EVENTS_PER_BATCH  # noqa: E402
 from collector.sources.synthetic import synthetic_fills  # noqa: E402
 from collector.store.influxd import LocalInfluxd  # noqa: E402
 from collector.store.lineproto import UniqueTimestamps  # noqa: E402
+
+if TYPE_CHECKING:
+    from collector.model import Fill
 
 BATCH = 2000
 
@@ -112,6 +118,52 @@ def stamps(n: int) -> UniqueTimestamps:
     return memory
 
 
+def _validated(n: int) -> Iterator[Fill]:
+    """`n` fills as the file tail decodes them, one at a time (a fill leaving the log is freed)."""
+    from collector.model import FillValidator  # imported here: the RSS budget counts the imports of run
+
+    validator, now = FillValidator(5.0), time.time_ns()
+    for record in synthetic_fills(n, start_ns=now - 30 * 86_400 * 10**9, step_ns=100_000):
+        yield validator.validate(record, now)
+
+
+def object_bust_log(n: int, window: int) -> tuple[int, object]:
+    """The baseline: the bust log as it was, `Fill` objects (fills that left it are dropped, not folded)."""
+    from collector.engine.bustlog import FOLD
+
+    fills: dict[tuple[str, str], deque[Fill]] = {}
+    where: dict[tuple[str, str], tuple[str, str]] = {}
+    pending: dict[tuple[str, str], list[Fill]] = {}
+    for fill in _validated(n):
+        key = (fill.account, fill.strategy)
+        log = fills.setdefault(key, deque())
+        log.append(fill)
+        where[(fill.account, fill.fill_id)] = key
+        if len(log) > window:
+            old = log.popleft()
+            where.pop((old.account, old.fill_id), None)
+            waiting = pending.setdefault(key, [])
+            waiting.append(old)
+            if len(waiting) >= FOLD:
+                waiting.clear()
+    return sum(map(len, fills.values())), (fills, where, pending)
+
+
+def row_bust_log(n: int, window: int) -> tuple[int, object]:
+    """`BookLog`'s rows, fed as `BookLog.add` does (fills that left it are dropped, not folded)."""
+    from collector.engine.bustlog import FOLD, BookLog
+
+    log = BookLog(window)
+    for fill in _validated(n):
+        ring = log.ring((fill.account, fill.strategy))
+        ring.add(fill)
+        if len(ring) > window:
+            ring.drop_oldest()
+            if ring.leaving >= FOLD:
+                ring.take_leaving()
+    return sum(map(len, log.rings.values())), log
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -133,7 +185,7 @@ def budget_stages(fills: int) -> list[tuple[str, float]]:
     stages = [("interpreter and this benchmark's imports", rss_mb(os.getpid()))]
     from collector.config import CapitalConfig, IngestConfig, MetricsConfig, RunConfig
     from collector.engine.engine import Engine
-    from collector.model import Fill, FillValidator
+    from collector.model import FillValidator
     from collector.run import collector  # noqa: F401 - its imports are what is measured
     from collector.sources.base import Batch, Outlet
 
@@ -156,7 +208,7 @@ def budget_stages(fills: int) -> list[tuple[str, float]]:
         stages.append((f"duplicate-id window of {window:,} ids (ingest.dedupe_window)", rss_mb(os.getpid())))
         for batch in stream:
             engine.on_events(batch)
-        books = len(engine.log.fills) if engine.log is not None else 0
+        books = len(engine.log.rings) if engine.log is not None else 0
         stages.append((f"engine after {fills:,} fills (its bust log: {books} books' last fills)", rss_mb(os.getpid())))
         outlet = Outlet(RunConfig().queue_batches, threading.Event())
         for batch in batches(8, EVENTS_PER_BATCH):
@@ -251,6 +303,9 @@ def main() -> int:
     parser.add_argument(
         "--run-fills", type=int, default=1_000_000, help="fills streamed through stratmon run (0: skip)"
     )
+    parser.add_argument(
+        "--bust-fills", type=int, default=150_000, help="fills through the bust log (default 150k; 0: skip)"
+    )
     parser.add_argument("--sample", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -295,6 +350,18 @@ def main() -> int:
             ratio = row["bytes_per_key"] / report["timestamp_baseline"]["bytes_per_key"]
             say(f"  {name:<22} {row['bytes_per_key']:>7.1f} B/key ({ratio:.3f}× the baseline)")
             del kept
+        if args.bust_fills:
+            from collector.config import IngestConfig
+
+            window = IngestConfig().bust_window
+            say(f"bust-log memory, {args.bust_fills:,} fills, last {window:,} per book (tracemalloc):")
+            for name, feed in [("bust_log_baseline", object_bust_log), ("bust_log_rows", row_bust_log)]:
+                size, built = traced(lambda feed=feed: feed(args.bust_fills, window))  # type: ignore[misc]
+                remembered, kept = cast(tuple[int, object], built)
+                row = report[name] = {"fills": remembered, "bytes_per_fill": round(size / remembered, 1)}
+                ratio = row["bytes_per_fill"] / report["bust_log_baseline"]["bytes_per_fill"]
+                say(f"  {name:<22} {row['bytes_per_fill']:>7.1f} B/fill of {remembered:,} ({ratio:.3f}× the baseline)")
+                del kept
         if args.budget_fills:
             say("where stratmon run's RSS goes (a fresh process, part by part):")
             report["budget_mb"] = budget(args.budget_fills, say)

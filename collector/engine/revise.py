@@ -1,15 +1,16 @@
 """Busts and corrections: re-derive the affected book as if the original fill never happened.
 
-Each book keeps its last `window` fills (`BookLog`); fills older than that are folded into a
-per-book base engine as they leave the log. A bust (`action: cancel`) or correction
-(`action: correct`, the record carrying the corrected values) of a fill in the log replays that
-book: a copy of its base plus the log without the fill (or with the corrected one in its place,
-in time order; a correction may move the fill to another book, which is replayed too).
+Each book keeps its last `window` fills (`BookLog`, engine/bustlog.py: compact rows); fills
+older than that are folded into a per-book base engine as they leave the log. A bust
+(`action: cancel`) or correction (`action: correct`, the record carrying the corrected values)
+of a fill in the log replays that book: a copy of its base plus the log without the fill (or
+with the corrected one in its place, in time order; a correction may move the fill to another
+book, which is replayed too).
 
 Cost: O(window) fills replayed per bust, plus copying one book's base; memory: up to `window`
-fills per book (plus up to FOLD fills per book waiting to be folded into its base in one
-batch). A fill older than the window, unknown, or from before a restart (the log is not in the
-checkpoint) cannot be busted: the request is rejected with that reason.
+fills per book, ~120 B each (plus up to FOLD fills per book waiting to be folded into its base
+in one batch). A fill older than the window, unknown, or from before a restart (the log is not
+in the checkpoint) cannot be busted: the request is rejected with that reason.
 
 What the replay gives exactly: the book's lots, positions, realized PnL, fees, fills, volume,
 slippage and round-trip statistics, and their sums in the strategy/account/portfolio aggregates.
@@ -21,18 +22,18 @@ and loss streak take the change as of now (the day the bust arrives), as a desk'
 from __future__ import annotations
 
 import copy
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from collector.engine import layout as L
+from collector.engine.bustlog import BookKey, blank
+from collector.engine.bustlog import BookLog as BookLog  # where the engine and the run import it from
 from collector.engine.series import Series
 from collector.model import Fill
 
 if TYPE_CHECKING:
     from collector.engine.engine import Engine
 
-BookKey = tuple[str, str]
 # Running sums of a book; an aggregate's are the sums over its books, so a changed book changes them by the difference.
 ADDITIVE = (
     "realized",
@@ -51,7 +52,6 @@ ADDITIVE = (
 # A book series' state that a replay replaces (identity, capital, change tracking and holdings are handled apart)
 _KEPT_FLOATS = (L.S_CAPITAL,)
 _KEPT_INTS = (L.S_TOUCHED, L.S_TOUCH_LIST, L.S_HEAD, L.S_TAIL, L.S_HOLDINGS)
-FOLD = 64  # fills that left a book's log are booked into its base this many at a time (one kernel call)
 
 
 class RevisionError(ValueError):
@@ -67,66 +67,21 @@ class Revision:
     replayed: list[tuple[Fill, float]] = field(default_factory=list)  # (fill, realized PnL), every rebuilt book
 
 
-class BookLog:
-    """The last `window` fills of every book, and where each (account, fill_id) lives."""
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.fills: dict[BookKey, deque[Fill]] = {}
-        self.where: dict[tuple[str, str], BookKey] = {}
-        self.base: dict[BookKey, Engine] = {}  # fills that left the log, booked into a one-book engine
-        self.pending: dict[BookKey, list[Fill]] = {}  # left the log, not yet in the base
-
-    def add(self, fill: Fill, engine: Engine) -> None:
-        key = (fill.account, fill.strategy)
-        log = self.fills.get(key)
-        if log is None:
-            log = self.fills[key] = deque()
-        log.append(fill)
-        self.where[(fill.account, fill.fill_id)] = key
-        if len(log) > self.window:
-            old = log.popleft()
-            self.where.pop((old.account, old.fill_id), None)
-            pending = self.pending.setdefault(key, [])
-            pending.append(old)
-            if len(pending) >= FOLD:
-                self.base_of(key, engine)
-
-    def base_of(self, key: BookKey, engine: Engine) -> Engine | None:
-        """The book's base engine with every fill that left its log booked."""
-        pending = self.pending.pop(key, None)
-        if pending:
-            base = self.base.get(key)
-            if base is None:
-                base = self.base[key] = _blank(engine)
-            base.on_events(pending)
-        return self.base.get(key)
-
-
-def _blank(engine: Engine) -> Engine:
-    from collector.engine.engine import Engine
-
-    blank = Engine(engine.capital_by_account, engine.default_capital, engine.day_basis, revalue=engine.revalue)
-    blank.sample = engine.sample
-    return blank
-
-
 def revise(engine: Engine, event: Fill) -> Revision:
     """Apply a cancel/correct `event` to the engine; RevisionError when its fill is not in the log."""
     log = engine.log
     if log is None:
         raise RevisionError("busts and corrections are not enabled here")
     assert event.ref_fill_id is not None
-    key = log.where.get((event.account, event.ref_fill_id))
-    if key is None:
+    found = log.find(event.account, event.ref_fill_id)
+    if found is None:
         raise RevisionError(
             f"ref_fill_id {event.ref_fill_id!r} of account {event.account!r} is not among the last "
             f"{log.window} fills of any book (unknown, too old, or booked before a restart)"
         )
-    fills = list(log.fills[key])
-    index = next(i for i, f in enumerate(fills) if f.fill_id == event.ref_fill_id)
+    key, index = found
+    fills = log.rings[key].fills()
     original = fills.pop(index)
-    log.where.pop((original.account, original.fill_id), None)
     replacement = None
     revision = Revision(original, None)
     if event.action == "correct":
@@ -137,7 +92,7 @@ def revise(engine: Engine, event: Fill) -> Revision:
         if target == key:
             fills.insert(_position(fills, replacement.ts), replacement)
         else:
-            others = list(log.fills.get(target, ()))
+            others = log.ring(target).fills()
             others.insert(_position(others, replacement.ts), replacement)
             revision.replayed += _rebuild(engine, target, others)
     revision.replayed += _rebuild(engine, key, fills)
@@ -156,11 +111,9 @@ def _rebuild(engine: Engine, key: BookKey, fills: list[Fill]) -> list[tuple[Fill
     log = engine.log
     assert log is not None
     base = log.base_of(key, engine)
-    scratch = base.copy() if base is not None else _blank(engine)
+    scratch = base.copy() if base is not None else blank(engine)
     replayed = list(zip(fills, scratch.on_events(fills).realized, strict=True))
-    log.fills[key] = deque(fills)
-    for fill in fills:
-        log.where[(fill.account, fill.fill_id)] = key
+    log.ring(key).replace(fills)
     book = engine._book(*key)
     rebuilt = scratch.books.get(key)
     new_series = rebuilt.chain[0] if rebuilt is not None else None
