@@ -93,10 +93,18 @@ class HashRing:
     def _oldest(self) -> int:
         return self._next if self.count == self.capacity else 0
 
-    def ordered(self) -> tuple[KeyArray, IntArray]:
-        """Keys and values, oldest first."""
-        order = (self._oldest() + np.arange(self.count)) % self.capacity
-        return self._hash[order], self._value[order]
+    def ordered(self, out: tuple[KeyArray, IntArray] | None = None) -> tuple[KeyArray, IntArray]:
+        """Keys and values, oldest first: two slice copies each, into `out`'s first rows when they fit
+        (a checkpoint in the engine thread reuses pre-faulted buffers instead of faulting in fresh ones)."""
+        n, start = self.count, self._oldest()
+        if out is not None and len(out[0]) >= n and len(out[1]) >= n:
+            keys, values = out[0][:n], out[1][:n]
+        else:
+            keys, values = np.empty_like(self._hash, shape=n), np.empty_like(self._value, shape=n)
+        head = min(n, self.capacity - start)  # from the oldest to the ring's end, the rest from its start
+        for target, source in ((keys, self._hash), (values, self._value)):
+            target[:head], target[head:] = source[start : start + head], source[: n - head]
+        return keys, values
 
     def fill(self, keys: KeyArray, values: IntArray) -> None:
         """Start over with these pairs (oldest first; the last `capacity` are kept)."""

@@ -6,6 +6,8 @@ import random
 import zlib
 from collections import OrderedDict
 
+import numpy as np
+
 from collector.store.lineproto import UniqueTimestamps
 
 
@@ -48,3 +50,16 @@ def test_same_keys_as_the_dictionary_algorithm_with_clashes_replays_and_stored_s
 def test_at_most_32_bytes_per_remembered_key() -> None:
     stamps = UniqueTimestamps(2_000_000)
     assert stamps._ring.nbytes / 2_000_000 <= 32
+
+
+def test_export_into_buffers_equals_a_fresh_export_after_the_ring_wraps() -> None:
+    stamps = UniqueTimestamps(100)
+    for i in range(250):  # past the capacity twice: the oldest key sits mid-ring
+        stamps.assign(f"s{i % 7}", i * 1000, f"f{i}")
+    fresh = stamps.export()
+    for size in (100, 130, 99):  # exact, spare rows, too short (a fresh array instead)
+        out = {name: np.full(size, -1, np.int64) for name in ("keys", "owners")}
+        copied = stamps.export(out)
+        for name in ("keys", "owners"):
+            assert copied[name].tolist() == fresh[name].tolist()
+            assert (copied[name].base is out[name]) == (size >= 100)

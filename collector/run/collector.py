@@ -108,13 +108,13 @@ def start_alerting(
 
 class _Saving(threading.Thread):
     """Writes one checkpoint snapshot (encode, checksum, fsync, rename) off the engine thread, then fits its
-    buffers to the engine's size for the next copy (state_data.reserve). write=False: only the latter (at start)."""
+    buffers to the state's size for the next copy (checkpoint.reserve). write=False: only the latter (at start)."""
 
     def __init__(
-        self, path: Path, snapshot: checkpoint.Snapshot, engine: Engine, started: float, write: bool = True
+        self, path: Path, snapshot: checkpoint.Snapshot, state: Checkpoint, started: float, write: bool = True
     ) -> None:
         super().__init__(name="checkpoint", daemon=True)
-        self.path, self.snapshot, self.engine, self.started, self.write = path, snapshot, engine, started, write
+        self.path, self.snapshot, self.state, self.started, self.write = path, snapshot, state, started, write
         self.size, self.ms = 0, 0.0
         self.error: Exception | None = None
 
@@ -125,7 +125,7 @@ class _Saving(threading.Thread):
         except Exception as exc:  # reported by the engine thread; the previous checkpoint stays
             self.error = exc
         self.ms = (time.perf_counter() - self.started) * 1000
-        state_data.reserve(self.snapshot.engine, self.engine)
+        checkpoint.reserve(self.snapshot, self.state)
 
 
 class Collector:
@@ -288,7 +288,7 @@ class Collector:
             if started is not None:
                 started()
             empty = checkpoint.Snapshot(state_data.EngineState({}, [], [], {}), {})
-            self._saving = _Saving(self.snapshot_path, empty, self.engine, time.perf_counter(), write=False)
+            self._saving = _Saving(self.snapshot_path, empty, self.state, time.perf_counter(), write=False)
             self._saving.start()
             self._loop(None if duration is None else time.monotonic() + duration)
         except BaseException as exc:
@@ -579,7 +579,7 @@ class Collector:
         if self.alerts is not None:
             self.state.alerts = alerts_data(self.alerts.export_state())
         snap = checkpoint.snapshot(self.state, self._written)
-        saving = self._saving = _Saving(self.snapshot_path, snap, self.engine, started)
+        saving = self._saving = _Saving(self.snapshot_path, snap, self.state, started)
         self.checkpoint_block_ms = (time.perf_counter() - started) * 1000
         saving.start()
         if wait:

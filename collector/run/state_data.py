@@ -41,6 +41,8 @@ _DETECTORS: dict[str, type] = {
         detectors.TradeWindow,
     )
 }
+_FIELDS = {name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in _DETECTORS.items()}
+_PLAIN = {type(None), bool, int, float, str}  # written as they are
 _WATCH_FIXED = ("rule", "key", "op", "threshold")  # rebuilt from the current rule, not restored
 
 
@@ -220,9 +222,10 @@ def engine_from(
 
 
 # ---- timestamp memory --------------------------------------------------------------------------
-def stamps_data(stamps: UniqueTimestamps) -> Data:
-    """{keys: [...], owners: [...]}: the 64-bit hashes of the timestamp memory, oldest first."""
-    return stamps.export()
+def stamps_data(stamps: UniqueTimestamps, out: dict[str, np.ndarray] | None = None) -> Data:
+    """{keys: [...], owners: [...]}: the 64-bit hashes of the timestamp memory, oldest first (copied into
+    `out`'s buffers when they are long enough)."""
+    return stamps.export(out)
 
 
 def stamps_from(data: Data, capacity: int) -> UniqueTimestamps:
@@ -239,16 +242,14 @@ def _value_data(value: Any) -> Data:
     """A watch attribute: numbers/strings/None as they are, containers and known detectors tagged."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, deque):
-        return {"deque": [_value_data(v) for v in value]}
-    if isinstance(value, tuple):
-        return {"tuple": [_value_data(v) for v in value]}
-    if isinstance(value, list):
-        return [_value_data(v) for v in value]
+    if isinstance(value, deque | tuple | list):
+        items = list(value)
+        if not set(map(type, items)) <= _PLAIN:  # the common case (a window of floats) without a call per item
+            items = [_value_data(v) for v in items]
+        return items if isinstance(value, list) else {"deque" if isinstance(value, deque) else "tuple": items}
     name = type(value).__name__
     if _DETECTORS.get(name) is type(value):
-        fields = {f.name: _value_data(getattr(value, f.name)) for f in dataclasses.fields(_DETECTORS[name])}
-        return {"detector": name, "fields": fields}
+        return {"detector": name, "fields": {f: _value_data(getattr(value, f)) for f in _FIELDS[name]}}
     raise TypeError(f"cannot checkpoint a {name}")
 
 
@@ -272,10 +273,14 @@ def _value_from(data: Data) -> Any:
 
 
 def alerts_data(state: dict[tuple[str, tuple[str, str, str]], Watch]) -> Data:
-    """Each watch with the rule it was built from (an edited rule starts afresh on restore)."""
+    """Each watch with the rule it was built from (an edited rule starts afresh on restore).
+
+    Runs in the engine thread at every checkpoint (tens of thousands of watches at 30k series): each rule
+    is dumped once, not once per watch."""
+    rules: dict[int, Data] = {}
     return [
         {
-            "rule": watch.rule.model_dump(mode="json"),
+            "rule": rules.get(id(watch.rule)) or rules.setdefault(id(watch.rule), watch.rule.model_dump(mode="json")),
             "key": list(key),
             "state": {k: _value_data(v) for k, v in vars(watch).items() if k not in _WATCH_FIXED},
         }

@@ -121,9 +121,10 @@ class UniqueTimestamps:
                     return ts
             ts += 1
 
-    def export(self) -> dict[str, np.ndarray]:
-        """The remembered keys and owners, oldest first (checkpoint data: int64 arrays, stored as raw bytes)."""
-        keys, owners = self._ring.ordered()
+    def export(self, out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The remembered keys and owners, oldest first (checkpoint data: int64 arrays, stored as raw bytes);
+        out: {keys, owners} buffers to copy into when long enough."""
+        keys, owners = self._ring.ordered(None if out is None else (out["keys"], out["owners"]))
         return {"keys": keys, "owners": owners}
 
     @classmethod
