@@ -23,9 +23,12 @@ catches every flipped byte) raises `DamagedCheckpoint` instead of a half-read st
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,19 @@ def snapshot(checkpoint: Checkpoint, reuse: Snapshot | None = None) -> Snapshot:
         },
         stamps,
     )
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic collector paused: the in-thread copy allocates ~1M small objects (alert states), which would
+    trigger full passes over the whole heap in the middle of the engine thread's block (about half of it)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def reserve(snap: Snapshot, checkpoint: Checkpoint) -> None:

@@ -576,9 +576,10 @@ class Collector:
         except OSError as exc:
             self._checkpoint_failed(exc)
             return
-        if self.alerts is not None:
-            self.state.alerts = alerts_data(self.alerts.export_state())
-        snap = checkpoint.snapshot(self.state, self._written)
+        with checkpoint.no_gc():
+            if self.alerts is not None:
+                self.state.alerts = alerts_data(self.alerts.export_state())
+            snap = checkpoint.snapshot(self.state, self._written)
         saving = self._saving = _Saving(self.snapshot_path, snap, self.state, started)
         self.checkpoint_block_ms = (time.perf_counter() - started) * 1000
         saving.start()
