@@ -9,8 +9,9 @@ is lost and nothing is doubled.
 
 Taking one is split in two: `snapshot` copies the state in the engine thread (the engine's
 arrays and the timestamp memory are copied whole into buffers `reserve` prepared off that thread,
-about 15 ms at 30k series), and `save` encodes, checksums, fsyncs and renames it, in a background
-thread while the engine goes on.
+20-50 ms at 30k series; the alert states, exported by the caller before it, cost more: ~0.5-0.8 s
+for 32k watches), and `save` encodes, checksums, fsyncs and renames it, in a background thread while
+the engine goes on.
 
 Format (`checkpoint.json`, version 5): one header line `stratmon-checkpoint 5 sha256=<hex of the
 body> meta=<bytes>`, then the body: a JSON document of `meta` bytes (timestamp memory, alert states,
