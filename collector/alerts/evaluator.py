@@ -753,7 +753,12 @@ class AlertEngine:
         capital = self._capital(watched)
         for watch in watches:
             value = watch.statistic(series, capital, now, self.engine)
-            if watch.firing or watch.pending_since is not None or compare(value, watch.op, watch.threshold):
+            # an undefined statistic (most loss-streak reads) is never alarming: no compare call
+            if (
+                watch.firing
+                or watch.pending_since is not None
+                or (value is not None and compare(value, watch.op, watch.threshold))
+            ):
                 self._step(watch, value, now, out)
             else:
                 watch.value = value
